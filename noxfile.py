@@ -1,0 +1,44 @@
+"""Sessions: `nox -s bench` runs the benchmark, `nox -s tests` the test suite.
+
+Arguments after `--` pass through: `nox -s bench -- --profile smoke --arch 'unet*'`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+# TensorFlow is a ~600 MB install: reuse the environment between runs of the same session.
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+# The real Oxford-IIIT Pet sample that sits beside the repository in CI and on the developers'
+# machines. A user's checkout has no ../shared; everything then falls back on its own.
+SHARED_SAMPLE = ROOT.parent / "shared" / "data" / "oxford-iiit-pet-sample"
+
+QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+
+
+def _env() -> dict[str, str]:
+    env = dict(QUIET_TF)
+    if SHARED_SAMPLE.is_dir() and "SEGBENCH_PETS_DIR" not in os.environ:
+        env["SEGBENCH_PETS_DIR"] = str(SHARED_SAMPLE)
+    return env
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (the heavy models run in subprocesses, two workers at a time)."""
+    session.install("-e", ".[test]")
+    args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-m", "not perf"]
+    session.run("pytest", *args, env=_env())
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Train and measure the model matrix, then render the leaderboard."""
+    session.install("-e", ".")
+    session.run("python", "-m", "bench", "run", *session.posargs, env=_env())

@@ -1,0 +1,120 @@
+"""segmodels: semantic-segmentation architectures on interchangeable backbones.
+
+>>> import segmodels
+>>> model = segmodels.create_model("unet", "mobilenetv2", num_classes=3, input_shape=(128, 128, 3))
+>>> segmodels.list_models("fcn*")[:2]
+['fcn16s-mobilenetv2', 'fcn16s-resnet101']
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Sequence
+
+import keras
+
+from segmodels import _discovery
+from segmodels._discovery import load_plugins
+from segmodels.backbones.base import Encoder, check_input_shape
+from segmodels.registry import (
+    UnknownNameError,
+    architecture_names,
+    backbone_names,
+    get_architecture,
+    get_backbone,
+    register_architecture,
+    register_backbone,
+)
+from segmodels.weights import WeightsUnavailableError
+
+__all__ = [
+    "Encoder",
+    "UnknownNameError",
+    "WeightsUnavailableError",
+    "create_model",
+    "list_architectures",
+    "list_backbones",
+    "list_models",
+    "load_plugins",
+    "model_id",
+    "parse_model_id",
+    "register_architecture",
+    "register_backbone",
+]
+
+
+def model_id(architecture: str, backbone: str) -> str:
+    """``("fcn8s", "resnet101") -> "fcn8s-resnet101"``."""
+    return f"{architecture}-{backbone}"
+
+
+def parse_model_id(name: str) -> tuple[str, str]:
+    """``"fcn8s-resnet101" -> ("fcn8s", "resnet101")``; registry names never contain ``-``."""
+    architecture, sep, backbone = name.partition("-")
+    if not sep or not architecture or not backbone:
+        raise ValueError(f"Model id {name!r} is not of the form '<architecture>-<backbone>', e.g. 'unet-mobilenetv2'.")
+    return architecture, backbone
+
+
+def list_architectures(pattern: str = "*") -> list[str]:
+    """Registered architecture names matching a shell-style ``pattern``."""
+    _discovery.discover()
+    return fnmatch.filter(architecture_names(), pattern)
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    """Registered backbone names matching a shell-style ``pattern``."""
+    _discovery.discover()
+    return fnmatch.filter(backbone_names(), pattern)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Every ``<architecture>-<backbone>`` id matching ``pattern``: each architecture on each backbone."""
+    ids = [model_id(a, b) for a in list_architectures() for b in list_backbones()]
+    return fnmatch.filter(ids, pattern)
+
+
+def create_model(
+    architecture: str,
+    backbone: str,
+    num_classes: int = 3,
+    input_shape: Sequence[int] = (128, 128, 3),
+    weights: str | os.PathLike[str] | None = None,
+    freeze_backbone: bool = False,
+    **kwargs: object,
+) -> keras.Model:
+    """Builds ``architecture`` on ``backbone``; the model maps images in [0, 1] to logits.
+
+    Args:
+        architecture: Registry name, e.g. ``"unet"``, ``"fcn8s"``, ``"deeplabv3"``.
+        backbone: Registry name, e.g. ``"mobilenetv2"``, ``"resnet50"``.
+        num_classes: Number of output classes (at least 2).
+        input_shape: ``(height, width, 3)``, sides multiples of 32.
+        weights: Encoder initialisation: ``None`` (random), ``"imagenet"`` (Keras cache or
+            download; fails fast offline), or the path of a keras.applications weights file.
+        freeze_backbone: Make the encoder non-trainable (its BatchNorm then runs in inference
+            mode), as the TensorFlow tutorial does with its pretrained MobileNetV2.
+        **kwargs: Passed to the architecture's builder (e.g. ``dropout=0.5``).
+
+    Returns:
+        A functional ``keras.Model`` named ``"<architecture>-<backbone>"`` with output
+        ``(batch, height, width, num_classes)`` logits.
+
+    Raises:
+        UnknownNameError: An unregistered architecture or backbone (lists the known names).
+        ValueError: A bad ``num_classes`` or ``input_shape``.
+        WeightsUnavailableError: ``weights="imagenet"`` with neither cache nor network.
+    """
+    _discovery.discover()
+    arch = get_architecture(architecture)
+    bb = get_backbone(backbone)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
+    shape = check_input_shape(input_shape)
+    encoder: Encoder = bb.build(shape, weights=None if weights is None else str(weights), output_stride=arch.output_stride)
+    if freeze_backbone:
+        encoder.model.trainable = False
+    model = arch.build(encoder, num_classes, **kwargs)
+    model.name = model_id(architecture, backbone)
+    return model

@@ -1,0 +1,1 @@
+"""One backbone family per file; every module here is imported (and so registered) on first use."""
