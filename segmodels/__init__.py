@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import keras
 
-from segmodels import _discovery
 from segmodels._discovery import load_plugins
 from segmodels.backbones.base import Encoder, check_input_shape
 from segmodels.registry import (
@@ -59,13 +58,11 @@ def parse_model_id(name: str) -> tuple[str, str]:
 
 def list_architectures(pattern: str = "*") -> list[str]:
     """Registered architecture names matching a shell-style ``pattern``."""
-    _discovery.discover()
     return fnmatch.filter(architecture_names(), pattern)
 
 
 def list_backbones(pattern: str = "*") -> list[str]:
     """Registered backbone names matching a shell-style ``pattern``."""
-    _discovery.discover()
     return fnmatch.filter(backbone_names(), pattern)
 
 
@@ -106,7 +103,6 @@ def create_model(
         ValueError: A bad ``num_classes`` or ``input_shape``.
         WeightsUnavailableError: ``weights="imagenet"`` with neither cache nor network.
     """
-    _discovery.discover()
     arch = get_architecture(architecture)
     bb = get_backbone(backbone)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:

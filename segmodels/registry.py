@@ -96,7 +96,15 @@ def register_backbone(name: str) -> Callable[[Callable[..., Any]], Callable[...,
     return decorate
 
 
+def _discover() -> None:
+    # Imported here: the discovered modules import this one to register themselves.
+    from segmodels._discovery import discover
+
+    discover()
+
+
 def _lookup(kind: str, name: str, table: dict[str, T]) -> T:
+    _discover()
     try:
         return table[name]
     except KeyError:
@@ -116,10 +124,12 @@ def get_backbone(name: str) -> BackboneEntry:
 
 
 def architecture_names() -> list[str]:
+    _discover()
     return sorted(_ARCHITECTURES)
 
 
 def backbone_names() -> list[str]:
+    _discover()
     return sorted(_BACKBONES)
 
 

@@ -39,6 +39,10 @@ class Encoder:
     output_stride: int
     weights: str
 
+    def new_input(self) -> Any:
+        """A fresh ``keras.Input`` of the encoder's image shape, to start a model from."""
+        return keras.Input(shape=self.model.input_shape[1:], name="images")
+
     def __call__(self, images: Any) -> dict[int, Any]:
         """Apply the encoder; returns ``{stride: feature_map}``."""
         outputs = self.model(images)
