@@ -1,0 +1,139 @@
+"""Read one profile's stored results (docs/results-schema.md) into typed frames.
+
+This module is the report's only door to the disk: it reads what the runner stored and nothing
+else, and says which file is missing and what writes it when the results are incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RUNS_CSV = "runs.csv"
+METRICS_CSV = "metrics.csv"
+HISTORY_CSV = "history.csv"
+ENVIRONMENT_JSON = "environment.json"
+PREDICTIONS_NPZ = "predictions.npz"
+
+RUN_KEY = ["run_id", "model", "architecture", "backbone", "seed"]
+HISTORY_COLUMNS = [*RUN_KEY, "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+_REQUIRED_RUN_COLUMNS = [*RUN_KEY, "status", "error", "family"]
+_REQUIRED_METRIC_COLUMNS = ["run_id", "model", "metric", "value"]
+_TRUE = {"true", "1", "yes", "y", "t"}
+
+
+class ResultsNotFoundError(FileNotFoundError):
+    """A stored-results file the report needs is missing or unreadable."""
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The gallery images of one run (predictions.npz)."""
+
+    images: np.ndarray  # uint8 (N, H, W, 3)
+    masks: np.ndarray  # uint8 (N, H, W), true classes
+    predictions: np.ndarray  # uint8 (N, H, W)
+    indices: np.ndarray  # int (N,), positions in the test split
+
+
+@dataclass(frozen=True)
+class Results:
+    """Everything the runner stored for one profile.
+
+    Attributes:
+        root: The profile's directory, ``results/<profile>``.
+        runs: runs.csv, one row per run, sorted by model, seed, run_id.
+        metrics: metrics.csv, tidy, one row per ok run x metric.
+        history: history.csv, one row per run x epoch (may be empty).
+        environment: environment.json as stored.
+    """
+
+    root: Path
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    history: pd.DataFrame
+    environment: dict
+
+    def predictions(self, run_id: str) -> Predictions | None:
+        """The run's predictions.npz, or None where the runner stored none."""
+        path = self.root / "runs" / run_id / PREDICTIONS_NPZ
+        if not path.is_file():
+            return None
+        with np.load(path) as npz:
+            return Predictions(
+                images=np.asarray(npz["images"], dtype=np.uint8),
+                masks=np.asarray(npz["masks"], dtype=np.uint8),
+                predictions=np.asarray(npz["predictions"], dtype=np.uint8),
+                indices=np.asarray(npz["indices"]),
+            )
+
+
+def _missing(path: Path, profile: str) -> ResultsNotFoundError:
+    return ResultsNotFoundError(
+        f"{path} not found: the report reads stored results only; "
+        f"run `python -m bench run --profile {profile}` first"
+    )
+
+
+def _read_csv(path: Path, profile: str, required: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise _missing(path, profile)
+    try:
+        frame = pd.read_csv(path, dtype={"run_id": str, "model": str, "error": str})
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame(columns=required)
+    absent = [c for c in required if c not in frame.columns]
+    if absent:
+        raise ResultsNotFoundError(
+            f"{path} lacks the column(s) {absent} of docs/results-schema.md; "
+            f"re-run `python -m bench run --profile {profile}` with the current runner"
+        )
+    return frame
+
+
+def as_bool(values: pd.Series) -> pd.Series:
+    """Stored booleans ("True", "true", 1, ...) as a bool Series; missing is False."""
+    return values.map(lambda v: str(v).strip().lower() in _TRUE if pd.notna(v) else False).astype(bool)
+
+
+def load_results(results_dir: Path) -> Results:
+    """Read runs.csv, metrics.csv, history.csv and environment.json of one profile.
+
+    Args:
+        results_dir: ``results/<profile>``, as written by ``python -m bench run``.
+
+    Returns:
+        The stored results, sorted so that everything downstream is deterministic.
+
+    Raises:
+        ResultsNotFoundError: A file is missing, naming it and the command that writes it.
+    """
+    root = Path(results_dir)
+    profile = root.name
+    runs = _read_csv(root / RUNS_CSV, profile, _REQUIRED_RUN_COLUMNS)
+    metrics = _read_csv(root / METRICS_CSV, profile, _REQUIRED_METRIC_COLUMNS)
+    history = _read_csv(root / HISTORY_CSV, profile, HISTORY_COLUMNS)
+    env_path = root / ENVIRONMENT_JSON
+    if not env_path.is_file():
+        raise _missing(env_path, profile)
+    environment = json.loads(env_path.read_text(encoding="utf-8"))
+
+    runs["status"] = runs["status"].astype(str).str.strip().str.lower()
+    runs["family"] = runs["family"].fillna("deep").astype(str).str.strip().str.lower()
+    runs["error"] = runs["error"].fillna("").astype(str)
+    if "synthetic" in runs.columns:
+        runs["synthetic"] = as_bool(runs["synthetic"])
+    runs = runs.sort_values(["model", "seed", "run_id"], kind="stable").reset_index(drop=True)
+
+    metrics["value"] = pd.to_numeric(metrics["value"], errors="coerce")
+    metrics = metrics.sort_values(["model", "run_id", "metric"], kind="stable").reset_index(drop=True)
+
+    for column in ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]:
+        history[column] = pd.to_numeric(history[column], errors="coerce")
+    history = history.sort_values(["model", "seed", "run_id", "epoch"], kind="stable").reset_index(drop=True)
+
+    return Results(root=root, runs=runs, metrics=metrics, history=history, environment=environment)
