@@ -42,3 +42,10 @@ def bench(session: nox.Session) -> None:
     """Train and measure the model matrix, then render the leaderboard."""
     session.install("-e", ".")
     session.run("python", "-m", "bench", "run", *session.posargs, env=_env())
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Re-render the leaderboard from stored results (`-- --profile smoke` for another profile)."""
+    session.install("-e", ".")
+    session.run("python", "-m", "bench", "report", *session.posargs, env=_env())
