@@ -1,0 +1,365 @@
+"""The sweep: plan the matrix, skip what is stored, run the rest one process each, store.
+
+The parent process only orchestrates and stores: each run is a ``python -m bench.worker`` child
+(TensorFlow never gives memory back, and an out-of-memory kill must not end the sweep). Runs go
+one at a time: two heavy models side by side would exceed the machine's memory and distort each
+other's timings. Every finished run, success or failure, is stored the moment it ends
+(:mod:`bench.store`); re-running the same command skips it. Ctrl-C (or SIGTERM) abandons the run
+in flight, keeps everything finished and exits with 130.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import fnmatch
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from bench.config import Profile, RunConfig
+from bench.estimate import Estimate, estimate_run, format_duration
+from bench.store import ResultsStore, atomic_write_text
+
+EXIT_INTERRUPTED = 130
+POLL_S = 0.25
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C or SIGTERM during a sweep."""
+
+
+# === Planning ===
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """The resolved data source of a sweep and its provenance (``bench.data.Provenance``)."""
+
+    spec: str
+    provenance: dict[str, Any]
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.provenance.get("synthetic"))
+
+    def describe(self) -> str:
+        p = self.provenance
+        kind = "SYNTHETIC images (no real photos found)" if self.synthetic else "real Oxford-IIIT Pet photos"
+        where = f" from {p.get('location')}" if p.get("location") else ""
+        return f"{kind}{where}: {p.get('train_size')} train / {p.get('test_size')} test, via {p.get('source')}"
+
+
+def resolve_data(requested: str, image_size: int) -> DataChoice:
+    """Turns ``auto`` (or any source) into the concrete source the workers will load."""
+    from bench.data import load_pets
+
+    splits = load_pets(requested, image_size=image_size, seed=0)
+    provenance = splits.provenance.as_dict()
+    source = str(provenance.get("source", requested))
+    if source in ("tfds", "synthetic"):
+        spec = source
+    elif source.startswith("dir") and provenance.get("location"):
+        spec = f"dir:{provenance['location']}"
+    else:
+        spec = requested
+    return DataChoice(spec, provenance)
+
+
+def split_globs(text: str) -> list[str]:
+    return [g.strip() for g in text.split(",") if g.strip()] or ["*"]
+
+
+def select_models(arch_globs: str, backbone_globs: str) -> list[tuple[str, str]]:
+    """(architecture, backbone) pairs of the registry matching the comma-separated globs."""
+    import segmodels
+
+    archs = [a for a in segmodels.list_architectures() if any(fnmatch.fnmatch(a, g) for g in split_globs(arch_globs))]
+    backbones = [b for b in segmodels.list_backbones() if any(fnmatch.fnmatch(b, g) for g in split_globs(backbone_globs))]
+    return [(a, b) for a in archs for b in backbones]
+
+
+def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice) -> list[RunConfig]:
+    """One :class:`RunConfig` per pair and seed, in a stable order (cheap backbones first)."""
+    fingerprint = str(data.provenance.get("fingerprint", ""))
+    order = {"mobilenetv2": 0}
+    pairs = sorted(pairs, key=lambda ab: (order.get(ab[1], 1), ab[1], ab[0]))
+    return [
+        RunConfig(architecture=a, backbone=b, seed=s, profile=profile, data=data.spec, dataset_fingerprint=fingerprint)
+        for s in profile.seeds
+        for a, b in pairs
+    ]
+
+
+@dataclass
+class Status:
+    """What the store says of each planned run."""
+
+    done: list[RunConfig] = field(default_factory=list)
+    failed: list[RunConfig] = field(default_factory=list)
+    todo: list[RunConfig] = field(default_factory=list)
+
+
+def status(runs: Sequence[RunConfig], store: ResultsStore, *, force: bool = False, retry_failed: bool = False) -> Status:
+    out = Status()
+    for cfg in runs:
+        record = None if force else store.load_record(cfg.run_id)
+        if record is None:
+            out.todo.append(cfg)
+        elif record.get("status") == "ok":
+            out.done.append(cfg)
+        elif retry_failed:
+            out.todo.append(cfg)
+        else:
+            out.failed.append(cfg)
+    return out
+
+
+def estimates(runs: Sequence[RunConfig], store: ResultsStore, data: DataChoice) -> dict[str, Estimate]:
+    records = store.records()
+    train_size = int(data.provenance.get("train_size") or 0)
+    test_size = int(data.provenance.get("test_size") or 0)
+    return {cfg.run_id: estimate_run(cfg, records, train_size, test_size) for cfg in runs}
+
+
+def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate]) -> str:
+    total = sum(est[c.run_id].seconds for c in todo)
+    measured = sum(1 for c in todo if est[c.run_id].source == "measured")
+    basis = (
+        f"{measured} from stored wall times of the same runs, {len(todo) - measured} from the cost model"
+        if measured else "from the cost model (no stored run of these models yet)"
+    )
+    return f"~{format_duration(total)} ({basis})"
+
+
+# === Running one run ===
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a worker ended, seen from the parent."""
+
+    record: dict[str, Any]
+    stderr_tail: list[str]
+
+
+class _Relay(threading.Thread):
+    """Copies a child's stderr to ours (and to a log) and keeps its last lines for the record."""
+
+    def __init__(self, stream: TextIO, log: Path, echo: Any) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.log_path, self.echo = stream, log, echo
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)
+
+    def run(self) -> None:
+        with open(self.log_path, "a", encoding="utf-8", errors="replace") as log:
+            for line in self.stream:
+                log.write(line)
+                self.tail.append(line.rstrip("\n"))
+                self.echo(line.rstrip("\n"))
+
+
+def _rss_mb(proc: Any) -> float:
+    import psutil
+
+    try:
+        p = psutil.Process(proc.pid)
+        return (p.memory_info().rss + sum(c.memory_info().rss for c in p.children(recursive=True))) / 2**20
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0.0
+
+
+def _signal_reason(returncode: int, peak_mb: float) -> str:
+    sig = -returncode
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    reason = f"killed by signal {sig} ({name})"
+    if sig == signal.SIGKILL:
+        reason += f" - out of memory? peak RSS seen {peak_mb:.0f} MB"
+    return reason
+
+
+def run_one(
+    cfg: RunConfig, store: ResultsStore, *, env_defaults: dict[str, Any], timeout_s: float | None, echo: Any
+) -> dict[str, Any]:
+    """Runs ``cfg`` in a worker process and stores its record; returns the record.
+
+    Raises:
+        SweepInterrupted: Ctrl-C or SIGTERM; the child is stopped and nothing is stored.
+    """
+    staging = store.staging_dir(cfg.run_id)
+    config_path = staging / "config.json"
+    atomic_write_text(config_path, cfg.to_json())
+    env = dict(os.environ)
+    env.setdefault("PYTHONHASHSEED", "0")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.worker", str(config_path), str(staging)],
+        env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+        # Its own session: Ctrl-C reaches the parent only, which decides what becomes of the run.
+        start_new_session=True,
+    )
+    relay = _Relay(proc.stderr, staging / "log.txt", echo)  # type: ignore[arg-type]
+    relay.start()
+    peak = 0.0
+    timed_out = False
+    try:
+        while True:
+            try:
+                proc.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                peak = max(peak, _rss_mb(proc))
+                if timeout_s is not None and time.perf_counter() - t0 > timeout_s:
+                    timed_out = True
+                    _stop(proc)
+                    break
+    except BaseException:
+        _stop(proc)
+        relay.join(timeout=5)
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    relay.join(timeout=10)
+    wall = time.perf_counter() - t0
+    record = _read_record(staging)
+    if record is None or timed_out:
+        from bench.worker import base_record
+
+        record = base_record(cfg)
+        record["started_at"] = started
+        if timed_out:
+            record["error"] = f"timed out after {timeout_s:.0f} s (--run-timeout)"
+        elif proc.returncode < 0:
+            record["error"] = _signal_reason(proc.returncode, peak)
+        else:
+            last = next((line for line in reversed(relay.tail) if line.strip()), "")
+            record["error"] = f"worker exited with code {proc.returncode} without a record: {last}"[:300]
+        record["metrics"] = [{"metric": "peak_rss_mb", "value": peak, "unit": "MB"}] if peak else []
+    record["env"] = {**env_defaults, **record.get("env", {})}
+    record["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    record["wall_time_s"] = wall
+    if record["status"] == "ok":
+        record["metrics"] = [m for m in record["metrics"] if m["metric"] != "wall_time_s"]
+        record["metrics"].append({"metric": "wall_time_s", "value": wall, "unit": "s"})
+        if not any(m["metric"] == "peak_rss_mb" for m in record["metrics"]) and peak:
+            record["metrics"].append({"metric": "peak_rss_mb", "value": peak, "unit": "MB"})
+    store.commit_run(staging, record)
+    return record
+
+
+def _read_record(staging: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads((staging / "record.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after a grace period, to the worker's whole process group."""
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# === The sweep ===
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    stored: list[dict[str, Any]]
+    interrupted: bool
+
+
+def sweep(
+    runs: Sequence[RunConfig],
+    store: ResultsStore,
+    *,
+    environment: dict[str, Any],
+    est: dict[str, Estimate],
+    timeout_s: float | None = None,
+    out: TextIO = sys.stderr,
+) -> SweepResult:
+    """Runs ``runs`` one after the other, storing each; stops cleanly on Ctrl-C or SIGTERM."""
+    from tqdm import tqdm
+
+    env_defaults = {k: environment.get(k, "") for k in environment if not isinstance(environment.get(k), (dict, list))}
+    stored: list[dict[str, Any]] = []
+    remaining = sum(est[c.run_id].seconds for c in runs)
+    spent_actual = spent_estimated = 0.0
+    bar = tqdm(total=len(runs), unit="run", file=out, dynamic_ncols=True, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} runs [{elapsed}{postfix}]")
+
+    def echo(line: str) -> None:
+        bar.write(line, file=out)
+
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        for cfg in runs:
+            # ETA: the estimates of what is left, scaled by how the estimates fared so far.
+            ratio = spent_actual / spent_estimated if spent_estimated else 1.0
+            bar.set_postfix_str(f", ETA {format_duration(remaining * ratio)}, now {cfg.model} seed {cfg.seed}")
+            try:
+                record = run_one(cfg, store, env_defaults=env_defaults, timeout_s=timeout_s, echo=echo)
+            except KeyboardInterrupt:
+                raise SweepInterrupted from None
+            stored.append(record)
+            store.consolidate()
+            remaining -= est[cfg.run_id].seconds
+            spent_estimated += est[cfg.run_id].seconds
+            spent_actual += float(record.get("wall_time_s") or 0.0)
+            verdict = "ok" if record["status"] == "ok" else f"FAILED: {record['error']}"
+            bar.write(f"[{len(stored)}/{len(runs)}] {cfg.model} seed {cfg.seed}: {verdict} ({format_duration(record['wall_time_s'])})", file=out)
+            bar.update(1)
+    except SweepInterrupted:
+        bar.close()
+        return SweepResult(stored, interrupted=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        bar.close()
+    return SweepResult(stored, interrupted=False)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise SweepInterrupted
+
+
+def render_report(results_dir: Path, out: TextIO = sys.stderr) -> Path | None:
+    """Renders the report when ``bench.report`` is there; a failure is said, never fatal."""
+    try:
+        from bench.report import render_report as render
+    except ImportError as error:
+        print(f"Report not rendered: bench.report is not available ({error}).", file=out)
+        return None
+    try:
+        path = render(results_dir)
+    except Exception as error:  # noqa: BLE001 - the sweep's results are stored whatever the report does
+        print(
+            f"Report FAILED ({type(error).__name__}: {error}); the results are stored in {results_dir}. "
+            f"Retry with: python -m bench report --out {results_dir}",
+            file=out,
+        )
+        return None
+    print(f"Report: {path}", file=out)
+    return Path(path)
