@@ -1,0 +1,48 @@
+"""Where the data layer keeps what it makes (synthetic sets, extracted archives), written atomically.
+
+A directory in the cache is complete or absent: it is built under a hidden temporary name beside
+its final place and renamed into place only when every file is written, so a crash, a Ctrl-C or a
+failed extraction never leaves a half-written directory that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+CACHE_ENV = "SEGBENCH_CACHE"
+
+
+def cache_root() -> Path:
+    """`$SEGBENCH_CACHE`, else `$XDG_CACHE_HOME/segbench`, else `~/.cache/segbench`."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "segbench"
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory that becomes `final` when the block succeeds.
+
+    If the block raises, the temporary directory is removed and `final` is untouched. If another
+    process finished the same directory first, its copy wins and ours is discarded: both were
+    built from the same inputs.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,273 @@
+"""The `dir` source: the Oxford-IIIT Pet release on disk, as a directory or as its two archives.
+
+Release layout (what `images.tar.gz` and `annotations.tar.gz` extract to):
+
+    images/<name>.jpg                 photos; a few are really GIF or RGBA PNG, a few grayscale
+    annotations/trimaps/<name>.png    8-bit single channel: 1 = pet, 2 = background, 3 = border
+    annotations/trainval.txt          train split, lines "<name> <class> <species> <breed>"
+    annotations/test.txt              test split
+
+Loading validates every listed example up front, so bad data fails here with a `DataError` naming
+the file, not hours into training: list lines without an image or a trimap, empty splits, names in
+both splits, unreadable images, trimaps that are not 8-bit single-channel PNGs, with values outside
+{1, 2, 3}, or of another size than their image. Each file is read once for this and hashed on the
+way (the fingerprint); images are only parsed to their header here, then decoded by TensorFlow in
+the pipeline. `tf.io.decode_image(channels=3, expand_animations=False)` copes with the release's
+quirks as TFDS does: a GIF gives its first frame, an RGBA PNG loses its alpha, grayscale is
+repeated to RGB.
+
+The archives are extracted once into the cache (atomically) and reused while they are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tarfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+
+from bench.data.cache import atomic_directory, cache_root
+from bench.data.errors import DataError
+from bench.data.pipeline import AUTOTUNE, PetSplits, preprocess
+from bench.data.provenance import Provenance, digest_bytes, fingerprint_examples
+
+logger = logging.getLogger(__name__)
+
+IMAGES_DIR = "images"
+TRIMAPS_DIR = "annotations/trimaps"
+SPLIT_LISTS = {"train": "annotations/trainval.txt", "test": "annotations/test.txt"}
+ARCHIVES = ("images.tar.gz", "annotations.tar.gz")
+RELEASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
+TRIMAP_VALUES = (1, 2, 3)
+# What tf.io.decode_image reads; PIL names the format from the file's bytes, not its extension.
+DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One listed example: its name and files, and where it is listed (for error messages)."""
+
+    name: str
+    image: Path
+    trimap: Path
+    listed_at: str  # "<list file>:<line>"
+
+
+def is_release_dir(path: Path) -> bool:
+    """Whether `path` looks like an extracted release (it has images/ or annotations/)."""
+    return (path / IMAGES_DIR).is_dir() or (path / "annotations").is_dir()
+
+
+def resolve_release(path: str | Path) -> Path:
+    """The release directory for `path`: `path` itself, or its two archives extracted into the cache.
+
+    Raises:
+        DataError: `path` is neither a release directory nor a directory with both archives, or an
+            archive is corrupt.
+    """
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{path}: not a directory (expected the Oxford-IIIT Pet release layout)")
+    if is_release_dir(path):
+        return path
+    archives = [path / name for name in ARCHIVES]
+    present = [a for a in archives if a.is_file()]
+    if not present:
+        raise DataError(
+            f"{path}: neither the release layout ({IMAGES_DIR}/, {TRIMAPS_DIR}/, "
+            f"{SPLIT_LISTS['train']}, {SPLIT_LISTS['test']}) nor the release archives "
+            f"({', '.join(ARCHIVES)}; from {RELEASE_URL})"
+        )
+    if len(present) < len(archives):
+        missing = next(a for a in archives if not a.is_file())
+        raise DataError(f"{missing}: missing (the release needs both {' and '.join(ARCHIVES)})")
+    return extract_archives(archives)
+
+
+def extract_archives(archives: list[Path]) -> Path:
+    """Extract the release archives once into the cache; reuse the extraction while they are unchanged.
+
+    The cache entry is keyed by each archive's resolved path, size and modification time: hashing
+    800 MB of archives on every load to find an extraction would cost more than it protects.
+    """
+    key = hashlib.sha256()
+    for archive in archives:
+        stat = archive.stat()
+        key.update(f"{archive.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    final = cache_root() / "pets-release" / key.hexdigest()[:16]
+    if is_release_dir(final):
+        return final
+    logger.info("Extracting %s into %s (once; reused while the archives are unchanged)",
+                " and ".join(str(a) for a in archives), final)
+    with atomic_directory(final) as tmp:
+        for archive in archives:
+            _extract(archive, tmp)
+        for needed in (IMAGES_DIR, TRIMAPS_DIR, *SPLIT_LISTS.values()):
+            if not (tmp / needed).exists():
+                raise DataError(
+                    f"{archives[0].parent}: the archives hold no {needed} "
+                    f"(expected the Oxford-IIIT Pet release archives from {RELEASE_URL})"
+                )
+    return final
+
+
+def _extract(archive: Path, into: Path) -> None:
+    # "r:*" also reads the release's archives, which are plain tar despite their .tar.gz names.
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(into, filter="data")  # refuses links and paths out of `into`
+            else:  # Python < 3.10.12 / 3.11.4
+                for member in tar.getmembers():
+                    target = (into / member.name).resolve()
+                    if not (member.isfile() or member.isdir()) or into.resolve() not in target.parents:
+                        raise tarfile.TarError(f"unsafe member {member.name!r}")
+                tar.extractall(into)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise DataError(
+            f"{archive}: corrupt or unreadable archive ({type(error).__name__}: {error}); "
+            f"download it again from {RELEASE_URL}"
+        ) from error
+
+
+def read_split_list(root: Path, split: str) -> list[Example]:
+    """The examples a split's list file names, each with its image and trimap checked to exist.
+
+    Blank lines and `#` comments are skipped; only the first field (the name) is used.
+    """
+    list_path = root / SPLIT_LISTS[split]
+    if not list_path.is_file():
+        raise DataError(f"{list_path}: {split} split list not found")
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        name = fields[0]
+        where = f"{list_path}:{number}"
+        if name in seen:
+            raise DataError(f"{where}: {name!r} is listed twice (first at line {seen[name]})")
+        seen[name] = number
+        image = root / IMAGES_DIR / f"{name}.jpg"
+        trimap = root / TRIMAPS_DIR / f"{name}.png"
+        for kind, path in (("image", image), ("trimap", trimap)):
+            if not path.is_file():
+                raise DataError(f"{where}: {name!r} has no {kind} ({path} not found)")
+        examples.append(Example(name, image, trimap, where))
+    if not examples:
+        raise DataError(f"{list_path}: the {split} split is empty (no names listed)")
+    return examples
+
+
+def check_example(example: Example) -> tuple[bytes, bytes]:
+    """Validate one example's files; return the SHA-256 digests of the image and the trimap.
+
+    Raises:
+        DataError: naming the file and the problem.
+    """
+    image_bytes = example.image.read_bytes()
+    try:
+        with Image.open(io.BytesIO(image_bytes)) as image:
+            image_format, image_size = image.format, image.size
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"{example.image}: unreadable image ({error})") from error
+    if image_format not in DECODABLE_FORMATS:
+        raise DataError(
+            f"{example.image}: {image_format} image; the pipeline decodes "
+            f"{', '.join(sorted(DECODABLE_FORMATS))}"
+        )
+
+    trimap_bytes = example.trimap.read_bytes()
+    try:
+        with Image.open(io.BytesIO(trimap_bytes)) as trimap:
+            trimap_format, trimap_mode, trimap_size = trimap.format, trimap.mode, trimap.size
+            values = np.asarray(trimap) if trimap_mode == "L" else None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"{example.trimap}: unreadable trimap ({error})") from error
+    if trimap_format != "PNG" or values is None:
+        raise DataError(
+            f"{example.trimap}: trimap must be an 8-bit single-channel PNG, "
+            f"got {trimap_format} mode {trimap_mode}"
+        )
+    if trimap_size != image_size:
+        raise DataError(
+            f"{example.trimap}: trimap is {trimap_size[0]}x{trimap_size[1]} but its image "
+            f"{example.image.name} is {image_size[0]}x{image_size[1]} (width x height)"
+        )
+    if values.min() < TRIMAP_VALUES[0] or values.max() > TRIMAP_VALUES[-1]:
+        bad = sorted(set(np.unique(values).tolist()) - set(TRIMAP_VALUES))
+        raise DataError(
+            f"{example.trimap}: trimap values {bad} outside {{1, 2, 3}} "
+            "(1 = pet, 2 = background, 3 = border)"
+        )
+    return digest_bytes(image_bytes), digest_bytes(trimap_bytes)
+
+
+def _decode(image_path: tf.Tensor, trimap_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
+    trimap = tf.io.decode_png(tf.io.read_file(trimap_path), channels=1)
+    return image, trimap
+
+
+def split_dataset(examples: list[Example], image_size: int) -> tf.data.Dataset:
+    """The preprocessed (image, mask) examples in list order, decoded in parallel."""
+    paths = tf.data.Dataset.from_tensor_slices(
+        ([str(e.image) for e in examples], [str(e.trimap) for e in examples])
+    )
+    return paths.map(
+        lambda image_path, trimap_path: preprocess(*_decode(image_path, trimap_path), image_size),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def load_release(
+    path: str | Path, *, image_size: int, source: str = "dir", synthetic: bool = False
+) -> PetSplits:
+    """Read, validate and fingerprint a release directory (or its archives) into `PetSplits`.
+
+    Args:
+        path: the release directory, or a directory holding the two release archives.
+        image_size: side of the square images and masks.
+        source, synthetic: recorded in the provenance (the synthetic generator reuses this loader).
+    """
+    root = resolve_release(path)
+    splits = {split: read_split_list(root, split) for split in SPLIT_LISTS}
+    train_names = {e.name: e.listed_at for e in splits["train"]}
+    for example in splits["test"]:
+        if example.name in train_names:
+            raise DataError(
+                f"{example.listed_at}: {example.name!r} is in both splits "
+                f"(also {train_names[example.name]})"
+            )
+    # Threads overlap file reads, hashing and PNG decoding (all release the GIL).
+    with ThreadPoolExecutor() as pool:
+        digests = {split: list(pool.map(check_example, examples)) for split, examples in splits.items()}
+    fingerprint = fingerprint_examples(
+        {
+            split: [(e.name, *d) for e, d in zip(examples, digests[split], strict=True)]
+            for split, examples in splits.items()
+        }
+    )
+    provenance = Provenance(
+        source=source,  # type: ignore[arg-type]
+        location=str(root.resolve()),
+        train_size=len(splits["train"]),
+        test_size=len(splits["test"]),
+        fingerprint=fingerprint,
+        synthetic=synthetic,
+    )
+    return PetSplits(
+        train=split_dataset(splits["train"], image_size),
+        test=split_dataset(splits["test"], image_size),
+        provenance=provenance,
+    )
