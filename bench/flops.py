@@ -24,5 +24,11 @@ def flops_per_image(model: Any, image_size: int) -> int:
     options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
     # The variables stay variables (no freezing): their shapes are static in the traced graph, and
     # freezing a 450 M-parameter FCN would copy 1.8 GB of weights into a GraphDef.
-    stats = profile(concrete.graph, options=options)
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # the v1 profiler's own deprecation warnings
+    try:
+        stats = profile(concrete.graph, options=options)
+    finally:
+        logger.setLevel(level)
     return int(stats.total_float_ops)

@@ -14,6 +14,7 @@ import collections
 import datetime as dt
 import fnmatch
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,7 @@ class DataChoice:
 
     spec: str
     provenance: dict[str, Any]
+    requested: str = "auto"
 
     @property
     def synthetic(self) -> bool:
@@ -52,7 +54,12 @@ class DataChoice:
 
     def describe(self) -> str:
         p = self.provenance
-        kind = "SYNTHETIC images (no real photos found)" if self.synthetic else "real Oxford-IIIT Pet photos"
+        if not self.synthetic:
+            kind = "real Oxford-IIIT Pet photos"
+        elif self.requested == "synthetic":
+            kind = "synthetic images (as asked)"
+        else:
+            kind = "SYNTHETIC images (no real photos found)"
         where = f" from {p.get('location')}" if p.get("location") else ""
         return f"{kind}{where}: {p.get('train_size')} train / {p.get('test_size')} test, via {p.get('source')}"
 
@@ -70,7 +77,7 @@ def resolve_data(requested: str, image_size: int) -> DataChoice:
         spec = f"dir:{provenance['location']}"
     else:
         spec = requested
-    return DataChoice(spec, provenance)
+    return DataChoice(spec, provenance, requested)
 
 
 def split_globs(text: str) -> list[str]:
@@ -150,6 +157,13 @@ class Outcome:
     stderr_tail: list[str]
 
 
+# TensorFlow's start-up chatter (absl info/warning lines, the CUDA probe on a CPU machine): kept in
+# the run's log.txt, not echoed.
+_NOISE = re.compile(
+    r"^([IW]\d{4} \d|E\d{4} .*(cuInit|cuda)|WARNING: All log messages before absl::InitializeLog)"
+)
+
+
 class _Relay(threading.Thread):
     """Copies a child's stderr to ours (and to a log) and keeps its last lines for the record."""
 
@@ -163,7 +177,8 @@ class _Relay(threading.Thread):
             for line in self.stream:
                 log.write(line)
                 self.tail.append(line.rstrip("\n"))
-                self.echo(line.rstrip("\n"))
+                if not _NOISE.match(line):
+                    self.echo(line.rstrip("\n"))
 
 
 def _rss_mb(proc: Any) -> float:
@@ -202,6 +217,7 @@ def run_one(
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["SEGBENCH_PARENT_PID"] = str(os.getpid())
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     proc = subprocess.Popen(

@@ -53,10 +53,10 @@ def tiny_kill(encoder, num_classes, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-@register_architecture("tinyslow")
-def tiny_slow(encoder, num_classes, **kwargs):
+@register_architecture("tinywait")
+def tiny_wait(encoder, num_classes, **kwargs):
     import time
-    time.sleep(float(os.environ.get("TINYSLOW_SECONDS", "20")))
+    time.sleep(float(os.environ.get("TINYWAIT_SECONDS", "20")))
     return _head(encoder, num_classes)
 '''
 

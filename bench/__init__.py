@@ -1,0 +1,1 @@
+"""segbench harness: run the model matrix, store the results, render the report."""
