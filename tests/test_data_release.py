@@ -189,10 +189,11 @@ def test_trimap_that_is_not_single_channel(release):
 @pytest.mark.parametrize("missing", ["image", "trimap"])
 def test_list_line_with_no_image_or_no_trimap(release, missing):
     name = _names(release, "test.txt")[1]
-    path = (release / "images" / f"{name}.jpg") if missing == "image" else (
-        release / "annotations" / "trimaps" / f"{name}.png")
+    image, trimap = release / "images" / f"{name}.jpg", release / "annotations" / "trimaps" / f"{name}.png"
+    path = image if missing == "image" else trimap
     path.unlink()
-    with pytest.raises(DataError, match=rf"test\.txt:2: '{name}' has no {missing} \(.*{path.name} not found\)"):
+    problem = rf"test\.txt:2: '{name}' has no {missing} \(.*{path.name} not found\)"
+    with pytest.raises(DataError, match=problem):
         load_pets(f"dir:{release}")
 
 
@@ -213,6 +214,15 @@ def test_unreadable_image(release, content):
     image = release / "images" / f"{_names(release)[2]}.jpg"
     image.write_bytes(content)
     with pytest.raises(DataError, match=rf"{image.name}: unreadable image"):
+        load_pets(f"dir:{release}")
+
+
+def test_truncated_image(release):
+    """An interrupted copy: the header reads, the pixels do not. Caught at load, not mid-epoch."""
+    image = release / "images" / f"{_names(release, 'test.txt')[0]}.jpg"
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=rf"{image.name}: corrupt JPEG data, cannot be decoded"):
         load_pets(f"dir:{release}")
 
 

@@ -79,7 +79,11 @@ def test_trimaps_have_pet_background_and_a_thin_border_band_like_the_real_ones()
 def test_set_is_generated_once_atomically_and_reused(tmp_path, monkeypatch):
     calls = []
     real_write = synthetic.write_release
-    monkeypatch.setattr(synthetic, "write_release", lambda root, config: calls.append(root) or real_write(root, config))
+    def counted(root, config):
+        calls.append(root)
+        real_write(root, config)
+
+    monkeypatch.setattr(synthetic, "write_release", counted)
 
     first = ensure_synthetic(TINY, tmp_path)
     second = ensure_synthetic(TINY, tmp_path)

@@ -99,7 +99,8 @@ def test_masks_outside_1_2_3_fail_naming_the_file(prepared_dir):
 
 def test_not_prepared_fails_fast_offline_and_says_what_to_do(tmp_path):
     start = time.monotonic()
-    with pytest.raises(SourceUnavailableError, match=r"not prepared in .*download=True.*'dir:PATH'.*'synthetic'"):
+    what_to_do = r"not prepared in .*download=True.*'dir:PATH'.*'synthetic'"
+    with pytest.raises(SourceUnavailableError, match=what_to_do):
         load_pets("tfds", data_dir=tmp_path)
     assert time.monotonic() - start < 10
     assert not any(tmp_path.iterdir())  # nothing written

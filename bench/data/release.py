@@ -9,12 +9,12 @@ Release layout (what `images.tar.gz` and `annotations.tar.gz` extract to):
 
 Loading validates every listed example up front, so bad data fails here with a `DataError` naming
 the file, not hours into training: list lines without an image or a trimap, empty splits, names in
-both splits, unreadable images, trimaps that are not 8-bit single-channel PNGs, with values outside
-{1, 2, 3}, or of another size than their image. Each file is read once for this and hashed on the
-way (the fingerprint); images are only parsed to their header here, then decoded by TensorFlow in
-the pipeline. `tf.io.decode_image(channels=3, expand_animations=False)` copes with the release's
-quirks as TFDS does: a GIF gives its first frame, an RGBA PNG loses its alpha, grayscale is
-repeated to RGB.
+both splits, unreadable or truncated images, trimaps that are not 8-bit single-channel PNGs, with
+values outside {1, 2, 3}, or of another size than their image. Each file is read once for this and
+hashed on the way (the fingerprint); images are parsed to their header and checked to end as their
+format ends (a full decode only for those that do not), then decoded by TensorFlow in the pipeline.
+`tf.io.decode_image(channels=3, expand_animations=False)` copes with the release's quirks as TFDS
+does: a GIF gives its first frame, an RGBA PNG loses its alpha, grayscale is repeated to RGB.
 
 The archives are extracted once into the cache (atomically) and reused while they are unchanged.
 """
@@ -49,6 +49,8 @@ RELEASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
 TRIMAP_VALUES = (1, 2, 3)
 # What tf.io.decode_image reads; PIL names the format from the file's bytes, not its extension.
 DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
+# How a complete file of each format ends (end-of-image marker, IEND chunk, GIF trailer).
+_TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b"\x3b"}
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,16 @@ def check_example(example: Example) -> tuple[bytes, bytes]:
             f"{example.image}: {image_format} image; the pipeline decodes "
             f"{', '.join(sorted(DECODABLE_FORMATS))}"
         )
+    if not image_bytes.rstrip(b"\0\r\n ").endswith(_TRAILERS.get(image_format, b"")):
+        # Most likely cut short (an interrupted copy or download). TensorFlow would fail on it mid-
+        # epoch without naming it, so decode it now as the pipeline will; whole files skip this.
+        try:
+            tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        except tf.errors.OpError as error:
+            raise DataError(
+                f"{example.image}: corrupt {image_format} data, cannot be decoded "
+                f"(truncated? {error.message.strip()})"
+            ) from error
 
     trimap_bytes = example.trimap.read_bytes()
     try:

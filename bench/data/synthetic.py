@@ -143,20 +143,21 @@ def render_scene(
     background = _background(rng, xx, yy)
     fur = _fur(rng, xx, yy, distance, species)
     _paint_face(rng, fur, xx, yy, head, species)
-    alpha = np.clip(0.5 - distance, 0.0, 1.0)[..., None]
+    alpha = np.clip(0.5 - shape, 0.0, 1.0)[..., None]  # anti-aliased edge from the smooth field
     image = alpha * fur + (1.0 - alpha) * background
     blurred = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).filter(
         ImageFilter.GaussianBlur(rng.uniform(0.4, 0.9))
     )
-    image = np.asarray(blurred, np.float32) + rng.normal(0, rng.uniform(1.5, 4.0), image.shape).astype(np.float32)
-    image = np.clip(image, 0, 255).astype(np.uint8)
+    sensor_noise = rng.normal(0, rng.uniform(1.5, 4.0), image.shape).astype(np.float32)
+    image = np.clip(np.asarray(blurred, np.float32) + sensor_noise, 0, 255).astype(np.uint8)
 
     mean, sd, low, high = BORDER_FRACTION
     band_width = np.clip(rng.normal(mean, sd), low, high) * max(height, width)
     # A hand-drawn stroke: its width wavers by up to ~35% along the outline.
     half_width = 0.5 * band_width * (1.0 + 0.35 * _noise(rng, height, width, cells=4, octaves=2))
     trimap = np.where(inside, 1, 2).astype(np.uint8)
-    trimap[np.abs(distance) <= np.maximum(half_width, 0.75)] = 3
+    # Pixels next to the outline are 1 px from it: a band of at least that always separates the two.
+    trimap[np.abs(distance) <= np.maximum(half_width, 1.0)] = 3
     return image, trimap
 
 
