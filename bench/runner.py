@@ -96,13 +96,18 @@ def select_models(arch_globs: str, backbone_globs: str) -> list[tuple[str, str]]
 def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice) -> list[RunConfig]:
     """One :class:`RunConfig` per pair and seed, in a stable order (cheap backbones first)."""
     fingerprint = str(data.provenance.get("fingerprint", ""))
-    order = {"mobilenetv2": 0}
-    pairs = sorted(pairs, key=lambda ab: (order.get(ab[1], 1), ab[1], ab[0]))
+    pairs = sorted(pairs, key=lambda ab: (_natural(ab[1]), ab[0]))
     return [
         RunConfig(architecture=a, backbone=b, seed=s, profile=profile, data=data.spec, dataset_fingerprint=fingerprint)
         for s in profile.seeds
         for a, b in pairs
     ]
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    """``resnet50 < resnet101 < resnet152``, MobileNet first: roughly cheapest first."""
+    parts = re.split(r"(\d+)", name)
+    return (not name.startswith("mobilenet"), *[(int(p) if p.isdigit() else p) for p in parts])
 
 
 @dataclass
@@ -141,7 +146,7 @@ def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate]) -> st
     measured = sum(1 for c in todo if est[c.run_id].source == "measured")
     basis = (
         f"{measured} from stored wall times of the same runs, {len(todo) - measured} from the cost model"
-        if measured else "from the cost model (no stored run of these models yet)"
+        if measured else "cost model; no stored run of these models yet"
     )
     return f"~{format_duration(total)} ({basis})"
 
