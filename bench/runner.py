@@ -335,7 +335,9 @@ def sweep(
     def echo(line: str) -> None:
         bar.write(line, file=out)
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # Installed explicitly: a sweep started in the background by a non-interactive shell inherits
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         for cfg in runs:
             # ETA: the estimates of what is left, scaled by how the estimates fared so far.
@@ -357,7 +359,8 @@ def sweep(
         bar.close()
         return SweepResult(stored, interrupted=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         bar.close()
     return SweepResult(stored, interrupted=False)
 
