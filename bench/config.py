@@ -71,6 +71,10 @@ class Profile:
             recomputed before evaluation ("precise BN"); 0 turns it off.
         gallery_size: Test images stored per run in ``predictions.npz``.
         timing: How inference speed is measured.
+        run_eagerly: Train, evaluate and time without tracing (``tf.config.run_functions_eagerly``).
+            For the smoke profile only: tracing a ResNet-152's train step costs ~40 s on a CPU, far
+            more than the two steps it then runs. Eager timings are not comparable with traced
+            ones, so profiles that measure speed keep this off.
     """
 
     name: str
@@ -91,6 +95,7 @@ class Profile:
     precise_bn_batches: int = 30
     gallery_size: int = 4
     timing: TimingSpec = field(default_factory=TimingSpec)
+    run_eagerly: bool = False
 
 
 PROFILES: dict[str, Profile] = {
@@ -115,6 +120,7 @@ PROFILES: dict[str, Profile] = {
                 warmup_calls=2, min_calls=5, min_seconds=0.2, max_calls=20, max_seconds=1.0,
                 throughput_batch=4, throughput_calls=1,
             ),
+            run_eagerly=True,
         ),
         Profile(
             name="quick",

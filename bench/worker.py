@@ -201,6 +201,7 @@ def execute(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[str, 
     record["env"] = envinfo.collect()
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
+    tf.config.run_functions_eagerly(p.run_eagerly)
 
     # The dataset is the same for every seed (seed 0 of the synthetic generator, as the sweep
     # planned it); the run's seed drives weights, shuffling, augmentation and dropout.
