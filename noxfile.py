@@ -45,6 +45,23 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def perf(session: nox.Session) -> None:
+    """pytest-benchmark timings: the input pipeline, the harness's overhead, and its latency cross-check.
+
+    The JSON lands beside the quick profile's results; the suite compares the harness's batch-1
+    p50 with pytest-benchmark's median for the same callable (they must agree within 10%).
+    """
+    session.install("-e", ".[test]")
+    out = ROOT / "results" / "quick"
+    out.mkdir(parents=True, exist_ok=True)
+    args = session.posargs or ["tests/perf", "-s"]
+    session.run(
+        "pytest", "-m", "perf", "-p", "no:cacheprovider", "--benchmark-json", str(out / "benchmark.json"), *args,
+        env=_env(),
+    )
+
+
+@nox.session
 def report(session: nox.Session) -> None:
     """Re-render the leaderboard from stored results (`-- --profile smoke` for another profile)."""
     session.install("-e", ".")
