@@ -96,8 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     def selection(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default: quick)")
-        p.add_argument("--arch", default="*", help="architecture glob(s), comma-separated (default: all)")
-        p.add_argument("--backbone", default="*", help="backbone glob(s), comma-separated (default: all)")
+        p.add_argument(
+            "--arch", default="*",
+            help="glob(s), comma-separated, each matched against the architecture name or the whole model id: "
+                 "'unet', 'fcn*', 'classical' or 'classical-*' (the classical segmenters), 'unet-mobilenetv2' "
+                 "(default: all, classical included)",
+        )
+        p.add_argument(
+            "--backbone", default="*",
+            help="backbone glob(s), comma-separated; a classical model's backbone is its method, e.g. 'canny' "
+                 "(default: all)",
+        )
         p.add_argument("--seeds", type=parse_seeds, help="seeds, e.g. '0,1,2' or '0-2' (default: the profile's)")
         p.add_argument("--data", help="auto | tfds | dir:PATH | synthetic (default: the profile's)")
         p.add_argument("--epochs", type=_positive_int("--epochs"))
@@ -163,6 +172,7 @@ def check_data(text: str) -> str:
 
 def resolve_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
     import segmodels
+    from segmodels.classical import list_classical_models
 
     from bench.runner import select_models
 
@@ -171,7 +181,8 @@ def resolve_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
         raise UsageError(
             f"no model matches --arch {args.arch!r} --backbone {args.backbone!r}. "
             f"Architectures: {', '.join(segmodels.list_architectures())}. "
-            f"Backbones: {', '.join(segmodels.list_backbones())}."
+            f"Backbones: {', '.join(segmodels.list_backbones())}. "
+            f"Classical models (--arch 'classical-*', --backbone <method>): {', '.join(list_classical_models())}."
         )
     return pairs
 

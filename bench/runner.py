@@ -84,23 +84,66 @@ def split_globs(text: str) -> list[str]:
     return [g.strip() for g in text.split(",") if g.strip()] or ["*"]
 
 
-def select_models(arch_globs: str, backbone_globs: str) -> list[tuple[str, str]]:
-    """(architecture, backbone) pairs of the registry matching the comma-separated globs."""
+def all_models() -> list[tuple[str, str]]:
+    """The matrix: every deep (architecture, backbone) pair, then every classical method as
+    (``classical``, method)."""
     import segmodels
+    from segmodels.classical import list_classical_models
 
-    archs = [a for a in segmodels.list_architectures() if any(fnmatch.fnmatch(a, g) for g in split_globs(arch_globs))]
-    backbones = [b for b in segmodels.list_backbones() if any(fnmatch.fnmatch(b, g) for g in split_globs(backbone_globs))]
-    return [(a, b) for a in archs for b in backbones]
+    deep = [(a, b) for a in segmodels.list_architectures() for b in segmodels.list_backbones()]
+    return deep + [segmodels.parse_model_id(m) for m in list_classical_models()]
+
+
+def select_models(arch_globs: str, backbone_globs: str) -> list[tuple[str, str]]:
+    """The (architecture, backbone) pairs of :func:`all_models` matching the comma-separated globs.
+
+    An ``--arch`` glob matches the architecture name or the whole model id, so ``classical``,
+    ``classical-*`` and ``unet-mobilenetv2`` all select; a ``--backbone`` glob matches the backbone,
+    which for a classical model is its method (``canny``).
+    """
+    archs, backbones = split_globs(arch_globs), split_globs(backbone_globs)
+    return [
+        (a, b) for a, b in all_models()
+        if any(fnmatch.fnmatch(a, g) or fnmatch.fnmatch(f"{a}-{b}", g) for g in archs)
+        and any(fnmatch.fnmatch(b, g) for g in backbones)
+    ]
+
+
+# Profile fields only training reads. A classical run takes them from the named profile, so that
+# overriding them (--epochs, --weights, --seeds ...) does not change its run id: it would redo an
+# identical run. Its evaluation, timing and data settings stay those of the sweep.
+_TRAINING_ONLY = (
+    "batch_size", "epochs", "steps_per_epoch", "val_subsplits", "weights", "freeze_encoder", "learning_rate",
+    "augment", "shuffle_buffer", "precise_bn_batches",
+)
+CLASSICAL_SEED = 0  # the methods draw no random numbers: one run per sweep, whatever the seeds
+
+
+def classical_profile(profile: Profile) -> Profile:
+    """``profile`` with its training-only fields reset to the named profile's and seeds ``(0,)``."""
+    import dataclasses
+
+    from bench.config import PROFILES
+
+    named = PROFILES.get(profile.name)
+    fields = {f: getattr(named, f) for f in _TRAINING_ONLY if named is not None and hasattr(named, f)}
+    return dataclasses.replace(profile, **fields, seeds=(CLASSICAL_SEED,))
 
 
 def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice) -> list[RunConfig]:
-    """One :class:`RunConfig` per pair and seed, in a stable order (cheap backbones first)."""
+    """The runs of ``pairs``, in a stable order: classical methods first (one run each, seed 0),
+    then one run per deep pair and seed, cheap backbones first."""
+    from segmodels.classical import ARCHITECTURE as CLASSICAL
+
     fingerprint = str(data.provenance.get("fingerprint", ""))
-    pairs = sorted(pairs, key=lambda ab: (_natural(ab[1]), ab[0]))
-    return [
-        RunConfig(architecture=a, backbone=b, seed=s, profile=profile, data=data.spec, dataset_fingerprint=fingerprint)
-        for s in profile.seeds
-        for a, b in pairs
+    pairs = sorted(pairs, key=lambda ab: (ab[0] != CLASSICAL, _natural(ab[1]), ab[0]))
+
+    def config(a: str, b: str, seed: int, p: Profile) -> RunConfig:
+        return RunConfig(architecture=a, backbone=b, seed=seed, profile=p, data=data.spec, dataset_fingerprint=fingerprint)
+
+    classical = classical_profile(profile)
+    return [config(a, b, CLASSICAL_SEED, classical) for a, b in pairs if a == CLASSICAL] + [
+        config(a, b, s, profile) for s in profile.seeds for a, b in pairs if a != CLASSICAL
     ]
 
 
@@ -134,11 +177,34 @@ def status(runs: Sequence[RunConfig], store: ResultsStore, *, force: bool = Fals
     return out
 
 
+# A classical run never measured here: process start, imports and data (~4 s measured at 64 px),
+# then about 20 ms per image at 128 px for each of evaluation, latency and throughput calls.
+CLASSICAL_FIXED_S = 5.0
+CLASSICAL_S_PER_IMAGE_128 = 0.02
+
+
+def _classical_cost(cfg: RunConfig, test_size: int) -> float:
+    p = cfg.profile
+    images = min(test_size, p.max_test_examples or test_size) + p.gallery_size
+    images += (1 + p.timing.throughput_calls) * p.timing.throughput_batch + p.timing.warmup_calls
+    per_image = CLASSICAL_S_PER_IMAGE_128 * (p.image_size / 128) ** 2
+    latency = min(p.timing.max_seconds, max(p.timing.min_seconds, p.timing.min_calls * per_image))
+    return CLASSICAL_FIXED_S + images * per_image + latency
+
+
 def estimates(runs: Sequence[RunConfig], store: ResultsStore, data: DataChoice) -> dict[str, Estimate]:
+    from segmodels.classical import ARCHITECTURE as CLASSICAL
+
     records = store.records()
     train_size = int(data.provenance.get("train_size") or 0)
     test_size = int(data.provenance.get("test_size") or 0)
-    return {cfg.run_id: estimate_run(cfg, records, train_size, test_size) for cfg in runs}
+    out = {}
+    for cfg in runs:
+        est = estimate_run(cfg, records, train_size, test_size)
+        if cfg.architecture == CLASSICAL and est.source == "model":  # the cost model knows training only
+            est = Estimate(_classical_cost(cfg, test_size), "model")
+        out[cfg.run_id] = est
+    return out
 
 
 def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate]) -> str:

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +76,15 @@ class BuiltModel:
         model: The Keras model (images in [0, 1] -> logits or one-hot scores).
         weights: ``imagenet``, ``none``, or ``none (imagenet unavailable: <reason>)``.
         frozen_encoder: Whether the encoder was frozen (only ever with pretrained weights).
-        family: ``deep``, or ``classical`` for a model without trainable parameters.
+        family: ``deep``, or ``classical`` for a classical segmenter (``classical-<method>``).
+        record_fields: Extra fields for the run's record (a classical run's ``classical_family``).
     """
 
     model: Any
     weights: str
     frozen_encoder: bool
     family: str
+    record_fields: dict[str, Any] = field(default_factory=dict)
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:
@@ -94,6 +96,9 @@ def _one_line(error: BaseException, limit: int = 300) -> str:
 def build_model(cfg: RunConfig) -> BuiltModel:
     """The one place a run's model comes from.
 
+    Architecture ``classical`` is a classical segmenter, the method in the backbone's place
+    (``classical-canny``): no weights, nothing to train (segmodels.classical).
+
     Weights policy: ``imagenet`` where it can be had (Keras cache or network); otherwise random
     initialisation with the encoder trainable, said loudly and recorded. The encoder is frozen
     only when pretrained weights were really loaded and the profile asks for it: a frozen random
@@ -102,8 +107,16 @@ def build_model(cfg: RunConfig) -> BuiltModel:
     import keras
 
     import segmodels
+    from segmodels import classical
 
     shape = (cfg.profile.image_size, cfg.profile.image_size, 3)
+    if cfg.architecture == classical.ARCHITECTURE:
+        method = classical.get_method(cfg.backbone)
+        return BuiltModel(
+            classical.build_classical_model(method.name, input_shape=shape, num_classes=NUM_CLASSES),
+            "none", False, "classical",
+            {"classical_family": method.family, "classical_description": method.description},
+        )
     weights = "none"
     frozen = False
     if cfg.profile.weights == "imagenet":
@@ -130,8 +143,7 @@ def build_model(cfg: RunConfig) -> BuiltModel:
         model = segmodels.create_model(
             cfg.architecture, cfg.backbone, num_classes=NUM_CLASSES, input_shape=shape, weights=None
         )
-    trainable = count_params(model.trainable_weights)
-    return BuiltModel(model, weights, frozen, "deep" if trainable > 0 else "classical")
+    return BuiltModel(model, weights, frozen, "deep")
 
 
 def count_params(weights: list[Any]) -> int:
@@ -226,11 +238,13 @@ def execute(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[str, 
     model = built.model
     record["weights"], record["family"] = built.weights, built.family
     record["frozen_encoder"] = built.frozen_encoder
+    record.update(built.record_fields)
     metrics.add("build_time_s", time.perf_counter() - t, "s")
     total, trainable = count_params(model.weights), count_params(model.trainable_weights)
     metrics.add("params_total", total, "count")
     metrics.add("params_trainable", trainable, "count")
-    metrics.add("flops_per_image", flops_per_image(model, p.image_size), "flops")
+    if built.family != "classical":  # numpy work in tf.numpy_function is invisible to the profiler: unknown, not 0
+        metrics.add("flops_per_image", flops_per_image(model, p.image_size), "flops")
 
     train_time = 0.0
     if trainable > 0:

@@ -52,11 +52,16 @@ background). The width is ``BORDER_WIDTH_128`` pixels at 128x128 (the benchmark'
 scales with ``sqrt(H * W) / 128`` at other sizes, as the trimaps' band does when resized.
 
 Class ids follow the benchmark: 0 = pet, 1 = background, 2 = border.
+
+In the benchmark a method is the model ``classical-<method>`` (architecture ``classical``, the
+method in the backbone's place), listed by :func:`list_classical_models` beside the deep models of
+``segmodels.list_models()`` (which stays the architecture x backbone product).
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -71,6 +76,8 @@ from skimage import color, feature, filters, measure, morphology, segmentation
 
 PET, BACKGROUND, BORDER = 0, 1, 2
 NUM_CLASSES = 3
+#: The architecture name of every classical model id: ``classical-<method>``.
+ARCHITECTURE = "classical"
 
 # Measured on the 210 real trimaps of the Oxford-IIIT Pet sample, each resized to 128x128 with
 # nearest neighbour: border area / outline length, the outline length being the mean of the
@@ -243,6 +250,15 @@ def get_method(method: str) -> ClassicalMethod:
         raise ValueError(f"Unknown classical method {method!r}; known: {', '.join(known)}.{hint}") from None
 
 
+def list_classical_models(pattern: str = "*") -> list[str]:
+    """The ids ``classical-<method>`` matching a shell-style ``pattern``, sorted.
+
+    >>> list_classical_models("classical-s*")
+    ['classical-slic', 'classical-sobel']
+    """
+    return fnmatch.filter(sorted(f"{ARCHITECTURE}-{m}" for m in CLASSICAL_METHODS), pattern)
+
+
 # === Shared foreground rule and border band ===
 
 
@@ -376,7 +392,7 @@ class ClassicalSegmenter(keras.layers.Layer):
 def build_classical_model(
     method: str, input_shape: tuple[int, int, int] = (128, 128, 3), num_classes: int = NUM_CLASSES
 ) -> keras.Model:
-    """A ``keras.Model`` named ``"classical_<method>"`` with no parameters.
+    """A ``keras.Model`` named ``"classical-<method>"`` (its model id) with no parameters.
 
     Args:
         method: A key of ``CLASSICAL_METHODS``.
@@ -396,4 +412,4 @@ def build_classical_model(
         raise ValueError(f"input_shape must be (height, width, 3), got {tuple(input_shape)}.")
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     outputs = ClassicalSegmenter(spec.name, name=f"classical_{spec.name}_segmenter")(inputs)
-    return keras.Model(inputs, outputs, name=f"classical_{spec.name}")
+    return keras.Model(inputs, outputs, name=f"{ARCHITECTURE}-{spec.name}")

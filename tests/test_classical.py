@@ -162,7 +162,7 @@ def test_keras_model_matches_segment(method: str) -> None:
     images = np.stack([synthetic_pet(shape, seed=s)[0] for s in range(3)])
     expected = np.stack([classical.segment(image, method) for image in images])
     model = classical.build_classical_model(method, input_shape=(*shape, 3))
-    assert model.name == f"classical_{method}"
+    assert model.name == f"classical-{method}"
     assert model.count_params() == 0
     assert model.output_shape == (None, *shape, 3)
 
@@ -176,6 +176,16 @@ def test_keras_model_matches_segment(method: str) -> None:
     traced = graph_call(tf.constant(images))
     assert traced.shape == (3, *shape, 3)
     np.testing.assert_array_equal(traced.numpy(), predicted)
+
+
+def test_list_classical_models() -> None:
+    assert classical.list_classical_models() == sorted(f"classical-{m}" for m in METHODS)
+    assert classical.list_classical_models("classical-s*") == ["classical-slic", "classical-sobel"]
+    assert classical.list_classical_models("unet-*") == []
+    import segmodels
+
+    # The deep registry stays the architecture x backbone product.
+    assert not set(segmodels.list_models()) & set(classical.list_classical_models())
 
 
 def test_keras_layer_config_round_trip() -> None:
