@@ -1,9 +1,10 @@
 """Writes a small stored-results directory that follows docs/results-schema.md, for the report tests.
 
-Five models, one to three seeds each, a run that failed with NaN loss beside two good seeds, a
-model whose only run was killed, a classical segmenter (0 parameters, no training, no history)
-and synthetic-data provenance. The numbers are chosen so the ranking, the statistics and the
-Pareto front are known in advance (see EXPECTED_*).
+Five deep models, one to three seeds each, a run that failed with NaN loss beside two good seeds,
+a model whose only run was killed, four classical segmenters, two edge-based and two region-based
+(0 parameters, no training, no history, no FLOP count, their family in record.json), and
+synthetic-data provenance. The numbers are chosen so the ranking, the statistics, the Pareto front
+and the edge-vs-region comparison are known in advance (see EXPECTED_*).
 """
 
 from __future__ import annotations
@@ -40,10 +41,21 @@ MODELS = {
     "deeplabv3-resnet50": ("deeplabv3", "resnet50", "deep", "imagenet", 40.0e6, 20.0, {0: 0.60, 1: 0.64}, 80.0),
     "segnet-vgg16": ("segnet", "vgg16", "deep", "imagenet", 29.0e6, 30.0,
                      {0: "killed by signal 9 (out of memory?)"}, 90.0),
-    "watershed-sobel": ("watershed", "sobel", "classical", "none", 0.0, 0.01, {0: 0.40}, 5.0),
+    "classical-slic": ("classical", "slic", "classical", "none", 0.0, None, {0: 0.50}, 15.0),
+    "classical-canny": ("classical", "canny", "classical", "none", 0.0, None, {0: 0.45}, 8.0),
+    "classical-sobel": ("classical", "sobel", "classical", "none", 0.0, None, {0: 0.40}, 5.0),
+    "classical-otsu": ("classical", "otsu", "classical", "none", 0.0, None, {0: 0.30}, 3.0),
 }
-EXPECTED_RANKING = ["unet-resnet50", "unet-mobilenetv2", "fcn8s-vgg16", "deeplabv3-resnet50", "watershed-sobel"]
-EXPECTED_PARETO = {"unet-resnet50", "unet-mobilenetv2", "watershed-sobel"}
+CLASSICAL_FAMILY = {"classical-slic": "region", "classical-canny": "edge", "classical-sobel": "edge",
+                    "classical-otsu": "region"}
+EXPECTED_RANKING = ["unet-resnet50", "unet-mobilenetv2", "fcn8s-vgg16", "deeplabv3-resnet50", "classical-slic",
+                    "classical-canny", "classical-sobel", "classical-otsu"]
+EXPECTED_PARETO = {"unet-resnet50", "unet-mobilenetv2", "classical-slic", "classical-canny", "classical-sobel",
+                   "classical-otsu"}
+# Edge-based: canny 0.45, sobel 0.40 -> mean 0.425, best canny. Region-based: slic 0.50, otsu 0.30 ->
+# mean 0.400, best slic. Best deep: unet-resnet50, mean 0.76 over its two ok seeds: 0.260 above slic.
+EXPECTED_CLASSICAL = {"edge_mean": 0.425, "region_mean": 0.400, "best_edge": "classical-canny",
+                      "best_region": "classical-slic", "best_deep": "unet-resnet50", "gap": 0.26}
 EXPECTED_FAILED = {("unet-resnet50", 2), ("segnet-vgg16", 0)}
 # unet-mobilenetv2 mIoU over seeds 0.70, 0.72, 0.74: mean 0.72, std 0.02, 95% CI half-width
 # t(0.975, 2) * 0.02 / sqrt(3) = 4.302653 * 0.011547 = 0.049683.
@@ -103,7 +115,10 @@ def write_results(root: Path, profile: str = "smoke", synthetic: bool = True) ->
             })
             run_dir = out / "runs" / run_id
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "record.json").write_text(json.dumps(runs[-1], indent=2, sort_keys=True))
+            record = dict(runs[-1])
+            if family == "classical":
+                record["classical_family"] = CLASSICAL_FAMILY[model]
+            (run_dir / "record.json").write_text(json.dumps(record, indent=2, sort_keys=True))
             epochs = [] if family == "classical" else ([1, 2] if ok else [1])
             for epoch in epochs:
                 history.append({**key, "epoch": epoch, "loss": 1.0 / epoch + 0.01 * seed, "accuracy": 0.5 + 0.1 * epoch,
@@ -118,14 +133,15 @@ def write_results(root: Path, profile: str = "smoke", synthetic: bool = True) ->
                 "miou": (miou, "ratio"), "iou_pet": (miou + 0.1, "ratio"), "iou_background": (miou + 0.15, "ratio"),
                 "iou_border": (miou - 0.25, "ratio"), "pixel_accuracy": (miou + 0.2, "ratio"),
                 "mean_class_accuracy": (miou + 0.05, "ratio"), "params_total": (params, "count"),
-                "params_trainable": (params * 0.98, "count"), "flops_per_image": (gflops * 1e9, "flops"),
+                "params_trainable": (params * 0.98, "count"),
                 "latency_p50_ms": (p50 + seed, "ms"), "latency_p90_ms": (p50 * 1.2 + seed, "ms"),
                 "latency_p95_ms": (p50 * 1.3 + seed, "ms"), "inference_throughput": (1000.0 / p50 * 4, "images/s"),
                 "train_throughput": (1000.0 / p50, "images/s"), "wall_time_s": (100.0 + seed, "s"),
                 "peak_rss_mb": (800.0 + params / 1e6 * 10, "MB"),
             }
-            if family == "deep":
-                values["train_time_s"] = (50.0 + 10 * seed + params / 1e6, "s")
+            if gflops is not None:
+                values["flops_per_image"] = (gflops * 1e9, "flops")
+            values["train_time_s"] = (50.0 + 10 * seed + params / 1e6, "s") if family == "deep" else (0.0, "s")
             for metric, (value, unit) in values.items():
                 metrics.append({**key, "profile": profile, "dataset": "oxford_iiit_pet", "metric": metric,
                                 "value": value, "unit": unit, **env})

@@ -121,3 +121,14 @@ def test_classical_sweep_end_to_end_through_the_cli(tmp_path: Path) -> None:
             assert npz["predictions"].shape == npz["masks"].shape == (4, 64, 64)
             assert set(np.unique(npz["predictions"])) <= {0, 1, 2}
     assert families == {"classical-canny": "edge", "classical-otsu": "region"}
+    # The report rendered at the end of the sweep, from these stored runs only.
+    markdown = (out / "leaderboard.md").read_text(encoding="utf-8")
+    section = markdown.split("## Edge-based vs region-based", 1)[1].split("\n## ", 1)[0]
+    assert "| classical-canny | canny    | edge" in section and "| classical-otsu  | otsu     | region" in section
+    canny, otsu = by["classical-canny", "miou"], by["classical-otsu", "miou"]
+    assert f"**Edge-based** (classical-canny): mean mIoU {canny:.3f} over 1 method" in section
+    assert f"**Region-based** (classical-otsu): mean mIoU {otsu:.3f} over 1 method" in section
+    assert "**Best deep model:** none finished" in section
+    assert "![Classical segmentations](classical_gallery.png)" in section
+    assert (out / "classical_gallery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "classical-canny *(classical)*" in markdown

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from report_fixture import (
+    CLASSICAL_FAMILY,
+    EXPECTED_CLASSICAL,
     EXPECTED_FAILED,
     EXPECTED_PARETO,
     EXPECTED_RANKING,
@@ -41,7 +43,7 @@ def _leaderboard_rows(markdown: str) -> list[list[str]]:
 
 def test_ranking_by_mean_miou_failed_model_last(table: pd.DataFrame) -> None:
     assert table["model"].tolist() == [*EXPECTED_RANKING, "segnet-vgg16"]
-    assert table["rank"].iloc[:-1].tolist() == [1, 2, 3, 4, 5]
+    assert table["rank"].iloc[:-1].tolist() == list(range(1, len(EXPECTED_RANKING) + 1))
     assert math.isnan(table["rank"].iloc[-1])
 
 
@@ -96,15 +98,64 @@ def test_failed_runs_listed_with_errors(rendered: tuple[Path, str]) -> None:
     assert {(row[0], int(row[1])) for row in rows} == EXPECTED_FAILED
     assert "NaN loss at epoch 2 step 3" in section
     assert "killed by signal 9 (out of memory?)" in section
-    assert "2 of 11 runs failed" in rendered[1]
+    assert "2 of 14 runs failed" in rendered[1]
 
 
 def test_classical_row_renders_sensibly(rendered: tuple[Path, str]) -> None:
-    row = next(r for r in _leaderboard_rows(rendered[1]) if r[1].startswith("watershed-sobel"))
-    assert row[1] == "watershed-sobel *(classical)*"
+    row = next(r for r in _leaderboard_rows(rendered[1]) if r[1].startswith("classical-sobel"))
+    assert row[1] == "classical-sobel *(classical)*"
     assert row[7] == "0"  # parameters
+    assert row[8] == "—"  # FLOPs: not counted, not zero
     assert row[11] == "none (not trained)"
-    assert "no history for watershed-sobel (not trained)" in rendered[1]
+    assert "no history for classical-slic, classical-canny, classical-sobel, classical-otsu (not trained)" in rendered[1]
+
+
+def _classical_section(markdown: str) -> str:
+    return markdown.split("## Edge-based vs region-based", 1)[1].split("\n## ", 1)[0]
+
+
+def test_edge_vs_region_section_table(rendered: tuple[Path, str]) -> None:
+    section = _classical_section(rendered[1])
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("|")]
+    assert rows[0] == ["Model", "Method", "Family", "mIoU", "IoU pet", "IoU background", "IoU border",
+                       "Latency p50 (ms)"]
+    body = rows[2:]
+    # Edge-based first, each family by mIoU; values as stored (iou_pet = miou + 0.1 in the fixture).
+    assert [r[0] for r in body] == ["classical-canny", "classical-sobel", "classical-slic", "classical-otsu"]
+    assert all(r[2] == CLASSICAL_FAMILY[r[0]] for r in body)
+    assert body[0][1:] == ["canny", "edge", "0.450", "0.550", "0.600", "0.200", "8.0"]
+    assert "unet" not in "".join(r[0] for r in body)
+
+
+def test_edge_vs_region_section_numbers(rendered: tuple[Path, str]) -> None:
+    section = _classical_section(rendered[1])
+    e = EXPECTED_CLASSICAL
+    assert (f"**Edge-based** (classical-canny, classical-sobel): mean mIoU {e['edge_mean']:.3f} over 2 methods; "
+            f"best {e['best_edge']} (0.450).") in section
+    assert (f"**Region-based** (classical-slic, classical-otsu): mean mIoU {e['region_mean']:.3f} over 2 methods; "
+            f"best {e['best_region']} (0.500).") in section
+    assert "**Region minus edge:** -0.025 mIoU on average, +0.050 best against best: edge-based methods segment better on average" in section
+    assert (f"{e['best_deep']} (mIoU 0.760) is {e['gap']:.3f} mIoU above {e['best_region']} (0.500)") in section
+
+
+def test_edge_vs_region_section_figure(rendered: tuple[Path, str]) -> None:
+    results_dir, markdown = rendered
+    section = _classical_section(markdown)
+    assert re.search(r"!\[[^\]]+\]\(classical_gallery\.png\)\n\n\*[^*\n]+\*", section)
+    assert (results_dir / "classical_gallery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "classical_gallery.png" not in markdown.split("## Figures", 1)[1]
+
+
+def test_no_classical_runs_no_section_and_no_stale_figure(tmp_path: Path) -> None:
+    results_dir = write_results(tmp_path)
+    render_report(results_dir)
+    assert (results_dir / "classical_gallery.png").is_file()
+    for name in ["runs.csv", "metrics.csv"]:
+        frame = pd.read_csv(results_dir / name)
+        frame[~frame["model"].str.startswith("classical-")].to_csv(results_dir / name, index=False)
+    markdown = render_report(results_dir).read_text(encoding="utf-8")
+    assert "Edge-based vs region-based" not in markdown
+    assert not (results_dir / "classical_gallery.png").exists()
 
 
 def test_every_figure_written_and_embedded(rendered: tuple[Path, str]) -> None:

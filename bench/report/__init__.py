@@ -8,11 +8,12 @@ the same stored results twice gives byte-identical files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from bench.report import figures
+from bench.report import classical, figures
 from bench.report.load import Predictions, Results, ResultsNotFoundError, load_results
 from bench.report.markdown import FigureEntry, build_markdown
 from bench.report.stats import current_runs, model_table, pareto_front, per_run_metrics
@@ -27,11 +28,18 @@ FIGURE_FILES = {
     "heatmap": "class_iou_heatmap.png",
     "curves": "training_curves.png",
     "gallery": "prediction_gallery.png",
+    "classical": "classical_gallery.png",
 }
 
 
-def _gallery_predictions(results: Results, runs: pd.DataFrame, table: pd.DataFrame) -> tuple[dict[str, Predictions], list[str]]:
-    """One ok run per model (its lowest seed with stored predictions), in leaderboard order."""
+def _label(model: str, family: str) -> str:
+    return f"{model} (classical)" if family == "classical" else model
+
+
+def _gallery_predictions(results: Results, runs: pd.DataFrame, table: pd.DataFrame,
+                         label: Callable[[str, str], str] = _label) -> tuple[dict[str, Predictions], list[str]]:
+    """One ok run per model of ``table`` (its lowest seed with stored predictions), in table order,
+    keyed by ``label(model, family)``."""
     chosen: dict[str, Predictions] = {}
     without: list[str] = []
     reference = None
@@ -42,8 +50,7 @@ def _gallery_predictions(results: Results, runs: pd.DataFrame, table: pd.DataFra
             without.append(model)
             continue
         reference = reference or found
-        family = table.loc[table["model"] == model, "family"].iloc[0]
-        chosen[f"{model} (classical)" if family == "classical" else model] = found
+        chosen[label(model, table.loc[table["model"] == model, "family"].iloc[0])] = found
     return chosen, without
 
 
@@ -96,8 +103,31 @@ def render_report(results_dir: Path) -> Path:
          "(its lowest successful seed), models in leaderboard order"
          + (f"; no stored predictions for {', '.join(no_gallery)}." if no_gallery else ".")),
     ]
+    comparison = classical.compare(table, classical.method_families(results, runs))
+    if comparison is not None:
+        rows = comparison.table.assign(family="classical")
+        families = dict(zip(comparison.table["model"], comparison.table["family"], strict=True))
+        methods = dict(zip(comparison.table["model"], comparison.table["method"], strict=True))
+        pictures, missing = _gallery_predictions(
+            results, runs, rows, label=lambda m, _: f"{methods[m]}\n({families[m]})")
+        drawn.append((
+            "classical", "Classical segmentations", figures.prediction_gallery(pictures),
+            "The same test images segmented by each classical method, edge-based first: input, ground truth, "
+            "then each method's stored prediction" + (f"; none stored for {', '.join(missing)}." if missing else "."),
+        ))
+    else:
+        drawn.append(("classical", "Classical segmentations", None, ""))
     entries = []
+    classical_figure = None
     for key, title, fig, caption in drawn:
+        if key == "classical":  # drawn inside its own section, only when there are classical runs
+            path = results_dir / FIGURE_FILES[key]
+            if fig is None:
+                path.unlink(missing_ok=True)
+            else:
+                figures.save(fig, path)
+                classical_figure = (path.name, caption)
+            continue
         path = results_dir / FIGURE_FILES[key]
         if fig is None:
             path.unlink(missing_ok=True)  # a stale figure from an earlier render would contradict the tables
@@ -107,7 +137,8 @@ def render_report(results_dir: Path) -> Path:
         entries.append(FigureEntry(title, path.name, caption))
 
     md_path = results_dir / LEADERBOARD_MD
-    text = build_markdown(results, runs, superseded, table, pareto, entries)
+    extra = classical.section(comparison, classical_figure) if comparison is not None else []
+    text = build_markdown(results, runs, superseded, table, pareto, entries, extra)
     tmp = md_path.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(md_path)

@@ -18,6 +18,7 @@ METRICS_CSV = "metrics.csv"
 HISTORY_CSV = "history.csv"
 ENVIRONMENT_JSON = "environment.json"
 PREDICTIONS_NPZ = "predictions.npz"
+RECORD_JSON = "record.json"
 
 RUN_KEY = ["run_id", "model", "architecture", "backbone", "seed"]
 HISTORY_COLUMNS = [*RUN_KEY, "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
@@ -57,6 +58,13 @@ class Results:
     metrics: pd.DataFrame
     history: pd.DataFrame
     environment: dict
+
+    def record(self, run_id: str) -> dict | None:
+        """The run's record.json (the source of truth of the CSVs), or None where it is missing."""
+        path = self.root / "runs" / run_id / RECORD_JSON
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
 
     def predictions(self, run_id: str) -> Predictions | None:
         """The run's predictions.npz, or None where the runner stored none."""

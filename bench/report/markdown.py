@@ -138,8 +138,12 @@ def _environment_table(environment: dict) -> str:
 
 
 def build_markdown(results: Results, runs: pd.DataFrame, superseded: pd.DataFrame, table: pd.DataFrame,
-                   pareto: pd.Series, figures: list[FigureEntry]) -> str:
-    """The whole of leaderboard.md as text (deterministic for the same stored results)."""
+                   pareto: pd.Series, figures: list[FigureEntry], classical_section: list[str] | None = None) -> str:
+    """The whole of leaderboard.md as text (deterministic for the same stored results).
+
+    ``classical_section``: the "Edge-based vs region-based" lines (bench.report.classical), placed
+    after the per-class IoU; absent when no classical run is stored.
+    """
     profile = _one(results, runs, "profile", results.root.name)
     n_ok = int((runs["status"] == "ok").sum())
     parts = [f"# segbench leaderboard: `{profile}` profile", ""]
@@ -175,6 +179,7 @@ def build_markdown(results: Results, runs: pd.DataFrame, superseded: pd.DataFram
         "",
         tables.class_iou_table(table),
         "",
+        *(classical_section or []),
         "## Failed runs",
         "",
     ]

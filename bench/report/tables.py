@@ -122,7 +122,8 @@ def leaderboard_table(table: pd.DataFrame) -> str:
             fmt_params(row.get("params_total", math.nan)), fmt_gflops(row.get("flops_per_image", math.nan)),
             f"{fmt_number(row.get('latency_p50_ms', math.nan))} / {fmt_number(row.get('latency_p95_ms', math.nan))}",
             fmt_number(row.get("inference_throughput", math.nan)),
-            "none (not trained)" if _missing(train) and row.get("family") == "classical" else fmt_duration(train),
+            "none (not trained)" if row.get("family") == "classical" and (_missing(train) or train == 0)
+            else fmt_duration(train),
             fmt_memory(row.get("peak_rss_mb", math.nan)),
         ]
         if has_device_mem:
