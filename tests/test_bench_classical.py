@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,31 @@ def test_list_shows_the_classical_models(tmp_path: Path) -> None:
     for method in METHODS:
         assert f"classical-{method}" in done.stdout
     assert "6 runs" in done.stdout
+
+
+TRACED_PREDICT = """
+import numpy as np, tensorflow as tf
+from bench.timing import example_batch, make_predict_fn
+from segmodels.classical import build_classical_model, segment
+tf.config.experimental.enable_op_determinism()
+images = example_batch(3, 64, seed=1)
+for method in ("canny", "slic"):
+    predict = make_predict_fn(build_classical_model(method, input_shape=(64, 64, 3)))
+    scores = predict(images)
+    assert isinstance(scores, np.ndarray) and scores.shape == (3, 64, 64, 3), scores.shape
+    expected = np.stack([segment(image, method) for image in images.numpy()])
+    np.testing.assert_array_equal(scores.argmax(-1), expected)
+    np.testing.assert_array_equal(predict(images[:1]).argmax(-1), expected[:1])  # another batch size, same trace
+print("ok")
+"""
+
+
+def test_classical_model_in_the_traced_predict_function_under_op_determinism(tmp_path: Path) -> None:
+    """The harness's timed callable (a traced tf.function) runs tf.numpy_function under op
+    determinism and gives segment()'s masks; a subprocess, because op determinism is process-wide."""
+    done = subprocess.run([sys.executable, "-c", TRACED_PREDICT], env=plugin_env(tmp_path), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
 @pytest.mark.slow
