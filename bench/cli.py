@@ -28,27 +28,17 @@ class UsageError(Exception):
 # === Parsing ===
 
 
-def _positive_int(name: str) -> Any:
+def _int_at_least(minimum: int, name: str) -> Any:
+    """An argparse type: an integer >= ``minimum``, with a message naming the option."""
+    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {value}")
-        return value
-
-    return parse
-
-
-def _non_negative_int(name: str) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {value}")
+            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {value}")
         return value
 
     return parse
@@ -109,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--seeds", type=parse_seeds, help="seeds, e.g. '0,1,2' or '0-2' (default: the profile's)")
         p.add_argument("--data", help="auto | tfds | dir:PATH | synthetic (default: the profile's)")
-        p.add_argument("--epochs", type=_positive_int("--epochs"))
-        p.add_argument("--steps-per-epoch", type=_positive_int("--steps-per-epoch"))
-        p.add_argument("--batch-size", type=_positive_int("--batch-size"))
+        p.add_argument("--epochs", type=_int_at_least(1, "--epochs"))
+        p.add_argument("--steps-per-epoch", type=_int_at_least(1, "--steps-per-epoch"))
+        p.add_argument("--batch-size", type=_int_at_least(1, "--batch-size"))
         p.add_argument("--image-size", type=_image_size, help="square side in pixels, a multiple of 32")
         p.add_argument("--weights", choices=["imagenet", "none"], help="encoder initialisation")
         p.add_argument(
-            "--precise-bn-batches", type=_non_negative_int("--precise-bn-batches"),
+            "--precise-bn-batches", type=_int_at_least(0, "--precise-bn-batches"),
             help="training batches for recomputing BatchNorm statistics before evaluation; 0 = off",
         )
         p.add_argument("--out", type=Path, help="results directory (default: results/<profile>)")

@@ -13,15 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-RUNS_CSV = "runs.csv"
-METRICS_CSV = "metrics.csv"
-HISTORY_CSV = "history.csv"
-ENVIRONMENT_JSON = "environment.json"
-PREDICTIONS_NPZ = "predictions.npz"
+# The file names and key columns are the store's: one definition of the layout for writer and reader.
+from bench.store import ENVIRONMENT_JSON, HISTORY_COLUMNS, HISTORY_CSV, METRICS_CSV, RUN_KEY, RUNS_CSV
+from bench.store import PREDICTIONS as PREDICTIONS_NPZ
+
 RECORD_JSON = "record.json"
 
-RUN_KEY = ["run_id", "model", "architecture", "backbone", "seed"]
-HISTORY_COLUMNS = [*RUN_KEY, "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 _REQUIRED_RUN_COLUMNS = [*RUN_KEY, "status", "error", "family"]
 _REQUIRED_METRIC_COLUMNS = ["run_id", "model", "metric", "value"]
 _TRUE = {"true", "1", "yes", "y", "t"}
