@@ -7,6 +7,7 @@ model would: a module on ``PYTHONPATH`` named in ``$SEGMODELS_PLUGINS``.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,3 +81,10 @@ def plugin_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def bench_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench", *args]
+
+
+def bench_cli(tmp_path: Path, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """``python -m bench <args>`` in a subprocess that knows the tiny architectures; output captured."""
+    return subprocess.run(
+        bench_cmd(*args), env=plugin_env(tmp_path, **env), capture_output=True, text=True, timeout=timeout
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from bench_support import bench_cmd, plugin_env
+from bench_support import bench_cli, plugin_env
 
 from bench.cli import build_parser, resolve_pairs
 from bench.config import PROFILES
@@ -83,10 +83,7 @@ def test_classical_runs_once_first_and_keep_their_id_under_training_overrides() 
 
 
 def test_list_shows_the_classical_models(tmp_path: Path) -> None:
-    done = subprocess.run(
-        bench_cmd("list", "--profile", "smoke", "--arch", "classical-*", "--out", str(tmp_path / "r")),
-        env=plugin_env(tmp_path), capture_output=True, text=True, timeout=120,
-    )
+    done = bench_cli(tmp_path, "list", "--profile", "smoke", "--arch", "classical-*", "--out", str(tmp_path / "r"), timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     for method in METHODS:
         assert f"classical-{method}" in done.stdout
@@ -121,10 +118,7 @@ def test_classical_model_in_the_traced_predict_function_under_op_determinism(tmp
 @pytest.mark.slow
 def test_classical_sweep_end_to_end_through_the_cli(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    done = subprocess.run(
-        bench_cmd("run", "--profile", "smoke", "--arch", "classical-*", "--backbone", "canny,otsu", "--out", str(out)),
-        env=plugin_env(tmp_path), capture_output=True, text=True, timeout=300,
-    )
+    done = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "classical-*", "--backbone", "canny,otsu", "--out", str(out), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = pd.read_csv(out / "runs.csv")
     assert sorted(runs["model"]) == ["classical-canny", "classical-otsu"]

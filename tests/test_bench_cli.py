@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from bench_support import bench_cmd, plugin_env
+from bench_support import bench_cli
 
 from bench.cli import main, parse_seeds
 
@@ -55,10 +54,7 @@ def test_report_without_results_says_what_to_run(tmp_path: Path, capsys: pytest.
 
 
 def test_errors_through_the_real_command_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        bench_cmd("run", "--profile", "smoke", "--arch", "nosuch", "--out", str(tmp_path / "r")),
-        env=plugin_env(tmp_path), capture_output=True, text=True, timeout=120,
-    )
+    done = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "nosuch", "--out", str(tmp_path / "r"), timeout=120)
     assert done.returncode == 2
     assert "no model matches --arch 'nosuch'" in done.stderr and "Architectures:" in done.stderr
     assert "Traceback" not in done.stderr

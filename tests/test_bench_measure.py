@@ -6,7 +6,6 @@ import dataclasses
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from bench.config import TimingSpec

@@ -7,7 +7,6 @@ the end-to-end test, two cheap real pairs), on the smoke profile's synthetic dat
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from bench_support import bench_cmd, plugin_env
+from bench_support import bench_cli, bench_cmd, plugin_env
 
 pytest.importorskip("bench.data", reason="bench.data (the data pipeline) is not there yet")
 
@@ -27,10 +26,7 @@ QUALITY = ["miou", "iou_pet", "iou_background", "iou_border", "pixel_accuracy", 
 
 
 def _run(tmp_path: Path, out: Path, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        bench_cmd("run", "--profile", "smoke", "--backbone", "mobilenetv2", "--out", str(out), "--no-report", *args),
-        env=plugin_env(tmp_path, **env), capture_output=True, text=True, timeout=timeout,
-    )
+    return bench_cli(tmp_path, "run", "--profile", "smoke", "--backbone", "mobilenetv2", "--out", str(out), "--no-report", *args, timeout=timeout, **env)
 
 
 def _records(out: Path) -> dict[str, dict]:
@@ -44,10 +40,7 @@ def _metrics(record: dict) -> dict[str, float]:
 
 def test_smoke_sweep_of_two_cheap_pairs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    done = subprocess.run(
-        bench_cmd("run", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out)),
-        env=plugin_env(tmp_path), capture_output=True, text=True, timeout=400,
-    )
+    done = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out), timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Estimated time" in done.stderr and "synthetic images (as asked)" in done.stderr
     runs = pd.read_csv(out / "runs.csv")
@@ -79,15 +72,9 @@ def test_smoke_sweep_of_two_cheap_pairs_end_to_end(tmp_path: Path) -> None:
             assert npz["predictions"].max() <= 2
     assert not list(out.glob("**/_tmp*"))
 
-    again = subprocess.run(
-        bench_cmd("run", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out), "--no-report"),
-        env=plugin_env(tmp_path), capture_output=True, text=True, timeout=120,
-    )
+    again = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out), "--no-report", timeout=120)
     assert again.returncode == 0 and "2 already done" in again.stderr and "0 to run" in again.stderr
-    listing = subprocess.run(
-        bench_cmd("list", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out)),
-        env=plugin_env(tmp_path), capture_output=True, text=True, timeout=120,
-    )
+    listing = bench_cli(tmp_path, "list", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out), timeout=120)
     assert listing.returncode == 0 and listing.stdout.count("| done") == 2, listing.stdout
 
 
