@@ -214,3 +214,12 @@ def test_error_with_pipe_and_newline_stays_in_its_cell(tmp_path: Path) -> None:
     runs.to_csv(results_dir / "runs.csv", index=False)
     markdown = render_report(results_dir).read_text(encoding="utf-8")
     assert "ValueError: a \\| b second line" in markdown
+
+
+def test_a_fallback_to_random_initialisation_is_never_called_pretrained() -> None:
+    from bench.report.tables import is_pretrained, weights_label
+
+    fallback = "none (imagenet unavailable: ImageNet weights for backbone 'resnet50' are not cached at /x.h5)"
+    assert not is_pretrained(fallback) and not is_pretrained("none") and is_pretrained("imagenet")
+    assert weights_label(fallback) == "none (imagenet unavailable)"
+    assert weights_label("imagenet") == "imagenet"

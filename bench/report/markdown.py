@@ -46,7 +46,7 @@ def _provenance(results: Results, runs: pd.DataFrame) -> list[tuple[str, str]]:
     dates = _values(results, runs, "date")
     date = dates[0] if len(dates) == 1 else (f"{dates[0]} to {dates[-1]}" if dates else "not recorded")
     train, test = _one(results, runs, "dataset_train_size", "?"), _one(results, runs, "dataset_test_size", "?")
-    weights = runs.get("weights", pd.Series("", index=runs.index)).fillna("none").astype(str)
+    weights = runs.get("weights", pd.Series("", index=runs.index)).fillna("none").astype(str).map(tables.weights_label)
     per_weights = runs.assign(weights=weights).groupby("weights")["model"].nunique().sort_index()
     weights_text = "; ".join(
         f"{w} ({'pretrained' if tables.is_pretrained(w) else 'not pretrained'}): {n} model{'s' * (n != 1)}"
@@ -84,6 +84,13 @@ def _warnings(results: Results, runs: pd.DataFrame, superseded: pd.DataFrame, ta
     if is_synthetic(results, runs):
         out.append("**Synthetic data.** These results come from generated images, not real photos: they "
                    "check that the harness works and say nothing about how well any model segments pets.")
+    fallback = runs.get("weights", pd.Series("", index=runs.index)).fillna("").astype(str)
+    fallback = fallback[fallback.str.startswith("none (imagenet unavailable")]
+    if len(fallback):
+        reason = fallback.iloc[0].split(":", 1)[-1].rstrip(")").strip()
+        out.append(f"**No pretrained weights for {runs.loc[fallback.index, 'model'].nunique()} models**: ImageNet "
+                   "weights were asked for but could not be had, so those encoders were trained from random "
+                   f"initialisation (e.g. {tables.escape_cell(reason)}).")
     failed = runs[runs["status"] != "ok"]
     if len(failed):
         out.append(f"**{len(failed)} of {len(runs)} runs failed**; they are listed under "

@@ -14,9 +14,26 @@ _NOT_PRETRAINED = {"", "none", "null", "random", "scratch", "nan"}
 
 
 def is_pretrained(weights: object) -> bool:
-    """Whether a stored ``weights`` value names pretrained weights (``imagenet``), not none."""
-    return not (weights is None or (isinstance(weights, float) and math.isnan(weights))
-                or str(weights).strip().lower() in _NOT_PRETRAINED)
+    """Whether a stored ``weights`` value names pretrained weights (``imagenet``), not none.
+
+    The runner records a failed attempt as ``none (imagenet unavailable: <reason>)``: anything
+    that starts with ``none`` is not pretrained (docs/results-schema.md).
+    """
+    if weights is None or (isinstance(weights, float) and math.isnan(weights)):
+        return False
+    text = str(weights).strip().lower()
+    return not (text in _NOT_PRETRAINED or text.startswith("none"))
+
+
+def weights_label(weights: object) -> str:
+    """A stored ``weights`` value without the fallback's reason, short enough for a table cell:
+    ``none (imagenet unavailable: <why>)`` -> ``none (imagenet unavailable)``."""
+    if weights is None or (isinstance(weights, float) and math.isnan(weights)):
+        return "none"
+    text = str(weights).strip()
+    if text.startswith("none (") and ":" in text:
+        return text.split(":", 1)[0] + ")"
+    return text
 
 
 def _missing(value: object) -> bool:
@@ -112,12 +129,12 @@ def leaderboard_table(table: pd.DataFrame) -> str:
     for _, row in table.iterrows():
         seeds = f"{row['n_ok']} of {row['n_runs']}"
         if row["n_ok"] == 0:
-            rows.append([DASH, model_label(row), str(row.get("weights", DASH)), seeds,
+            rows.append([DASH, model_label(row), weights_label(row.get("weights", DASH)), seeds,
                          "failed (see Failed runs)", *[DASH] * (len(headers) - 5)])
             continue
         train = row.get("train_time_s", math.nan)
         cells = [
-            str(int(row["rank"])), model_label(row), escape_cell(row.get("weights", DASH)), seeds,
+            str(int(row["rank"])), model_label(row), escape_cell(weights_label(row.get("weights", DASH))), seeds,
             fmt_spread(row, "miou"), fmt_ci(row, "miou"), fmt_spread(row, "pixel_accuracy"),
             fmt_params(row.get("params_total", math.nan)), fmt_gflops(row.get("flops_per_image", math.nan)),
             f"{fmt_number(row.get('latency_p50_ms', math.nan))} / {fmt_number(row.get('latency_p95_ms', math.nan))}",
