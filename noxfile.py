@@ -29,18 +29,23 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _wants_ray(args: list[str]) -> bool:
+    """Whether the bench arguments ask for the Ray executor (Ray is an optional extra)."""
+    return "--executor=ray" in args or any(a == "--executor" and b == "ray" for a, b in zip(args, args[1:]))
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (the heavy models run in subprocesses, two workers at a time)."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,ray]")
     args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-m", "not perf"]
     session.run("pytest", *args, env=_env())
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Train and measure the model matrix, then render the leaderboard."""
-    session.install("-e", ".")
+    """Train and measure the model matrix, then render the leaderboard (`-- --executor ray` on Ray)."""
+    session.install("-e", ".[ray]" if _wants_ray(session.posargs) else ".")
     session.run("python", "-m", "bench", "run", *session.posargs, env=_env())
 
 

@@ -44,6 +44,19 @@ def _int_at_least(minimum: int, name: str) -> Any:
     return parse
 
 
+def _positive_float(name: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
+        return value
+
+    return parse
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``"0,1,2"``, ``"0-2"`` or ``"3"`` -> distinct non-negative seeds, in order."""
     seeds: list[int] = []
@@ -108,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--precise-bn-batches", type=_int_at_least(0, "--precise-bn-batches"),
             help="training batches for recomputing BatchNorm statistics before evaluation; 0 = off",
         )
+        p.add_argument(
+            "--gpus-per-run", type=_int_at_least(1, "--gpus-per-run"), default=1, metavar="N",
+            help="GPUs one run trains on; above 1 with tf.distribute.MirroredStrategy, the global batch staying "
+                 "the profile's (default: 1, the GPU where there is one, else the CPU)",
+        )
         p.add_argument("--out", type=Path, help="results directory (default: results/<profile>)")
 
     run = commands.add_parser("run", help="train and measure the selected matrix, then render the report")
@@ -116,6 +134,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="redo stored failed runs (successes are kept)")
     run.add_argument("--run-timeout", type=float, metavar="SECONDS", help="stop a run after this long (stored as failed)")
     run.add_argument("--no-report", action="store_true", help="do not render the report at the end")
+    run.add_argument(
+        "--jobs", type=_int_at_least(1, "--jobs"), metavar="N",
+        help="local executor: runs at once, as long as their expected peak memory fits "
+             "(default: the profile's: 1, or 2 for smoke, whose eager timings are not compared anyway)",
+    )
+    run.add_argument(
+        "--executor", choices=["local", "ray"], default="local",
+        help="where runs execute: this machine (default) or a Ray cluster (pip install -e '.[ray]')",
+    )
+    ray = run.add_argument_group("Ray (with --executor ray)")
+    ray.add_argument(
+        "--ray-address", metavar="ADDRESS",
+        help="join this running cluster (what `ray start --head` printed, or 'auto'); default: $RAY_ADDRESS, "
+             "else a local cluster for this sweep",
+    )
+    ray.add_argument(
+        "--cpus-per-run", type=_positive_float("--cpus-per-run"), metavar="N",
+        help="CPUs a run reserves (default 1); on CPU-only nodes this decides how many runs share a node",
+    )
+    ray.add_argument(
+        "--max-retries", type=_int_at_least(0, "--max-retries"), metavar="N",
+        help="times a run whose Ray worker died (killed, out of memory, node lost) is restarted before it "
+             "is stored as failed (default 1)",
+    )
 
     lst = commands.add_parser("list", help="show the matrix, what is stored, and the time estimate")
     selection(lst)
@@ -142,12 +184,19 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
     overrides = {
         "seeds": args.seeds, "data": args.data, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
         "batch_size": args.batch_size, "image_size": args.image_size, "weights": args.weights,
-        "precise_bn_batches": args.precise_bn_batches,
+        "precise_bn_batches": args.precise_bn_batches, "jobs": getattr(args, "jobs", None),
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides.get("data") is not None:
         overrides["data"] = check_data(overrides["data"])
-    return dataclasses.replace(profile, **overrides)
+    profile = dataclasses.replace(profile, **overrides)
+    if profile.batch_size % args.gpus_per_run:
+        raise UsageError(
+            f"--gpus-per-run {args.gpus_per_run} must divide the batch size {profile.batch_size}: the global "
+            f"batch is split evenly across the GPUs (pass --batch-size "
+            f"{-(-profile.batch_size // args.gpus_per_run) * args.gpus_per_run})."
+        )
+    return profile
 
 
 def check_data(text: str) -> str:
@@ -200,7 +249,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
     except DataError as error:
         raise UsageError(f"data source {profile.data!r} unusable: {error}") from None
     store = ResultsStore(out)
-    return profile, data, store, out, plan(profile, pairs, data)
+    return profile, data, store, out, plan(profile, pairs, data, replicas=args.gpus_per_run)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -229,32 +278,78 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print(
         f"\n{len(runs)} runs: {len(st.done)} done, {len(st.failed)} failed, {len(st.todo)} to do; "
-        f"estimated time for what is left: {describe_estimate(st.todo, est)}"
+        f"estimated time for what is left: {describe_estimate(st.todo, est, profile.jobs)}"
     )
     return 0
 
 
+_RAY_ONLY = {"ray_address": "--ray-address", "cpus_per_run": "--cpus-per-run", "max_retries": "--max-retries"}
+
+
+def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
+    """The executor the command line asks for; a context manager (Ray's connects on entry)."""
+    import contextlib
+
+    if args.executor == "ray":
+        if args.jobs is not None:
+            raise UsageError("--jobs is for the local executor; on Ray the resources decide (see --cpus-per-run).")
+        from bench.ray_executor import RayExecutor, RaySettings
+
+        settings = RaySettings(
+            address=args.ray_address, gpus_per_run=args.gpus_per_run,
+            **{k: getattr(args, k) for k in ("cpus_per_run", "max_retries") if getattr(args, k) is not None},
+        )
+        return RayExecutor(settings)
+    given = [flag for key, flag in _RAY_ONLY.items() if getattr(args, key) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} only applies with --executor ray.")
+    if args.gpus_per_run > 1:
+        check_local_devices(args.gpus_per_run)
+    from bench.runner import LocalExecutor
+
+    return contextlib.nullcontext(LocalExecutor(jobs=profile.jobs))
+
+
+def check_local_devices(replicas: int) -> None:
+    """Fails before the sweep when this machine cannot give a run ``replicas`` devices."""
+    import tensorflow as tf
+
+    from bench.worker import VIRTUAL_DEVICES_ENV
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    available = gpus or int(os.environ.get(VIRTUAL_DEVICES_ENV, "0") or 0)  # as the worker picks them
+    if available < replicas:
+        raise UsageError(
+            f"--gpus-per-run {replicas} needs {replicas} GPUs and this machine has {gpus}. Use fewer, run on a Ray "
+            f"cluster with bigger nodes (--executor ray), or set {VIRTUAL_DEVICES_ENV}={replicas} to try the "
+            "multi-device path on CPUs."
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import envinfo
+    from bench.ray_executor import RayExecutorError
     from bench.runner import describe_estimate, estimates, render_report, status, sweep
     from bench.store import SweepLockedError
 
     profile, data, store, out, runs = _prepare(args)
+    executor_cm = make_executor(args, profile)
     err = sys.stderr
     try:
-        with store.lock():
+        with store.lock(), executor_cm as executor:
             store.clean_staging()
             store.consolidate()
             st = status(runs, store, force=args.force, retry_failed=args.retry_failed)
             est = estimates(st.todo, store, data)
             print(f"Profile {profile.name}: {profile.description}", file=err)
             print(f"Data: {data.describe()}", file=err)
+            print(f"Executor: {executor.describe()}", file=err)
             if data.synthetic and profile.data != "synthetic":
                 print("!! No real pet photos were found: this sweep runs on SYNTHETIC data. Its quality "
                       "numbers say nothing about real images.", file=err)
             print(
                 f"{len(runs)} runs planned: {len(st.done)} already done, {len(st.failed)} stored as failed "
-                f"(--retry-failed redoes them), {len(st.todo)} to run. Estimated time: {describe_estimate(st.todo, est)}.",
+                f"(--retry-failed redoes them), {len(st.todo)} to run. Estimated time: {describe_estimate(st.todo, est, executor.slots)}.",
                 file=err,
             )
             environment = {
@@ -263,13 +358,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "dataset_provenance": data.provenance,
                 "profile": dataclasses.asdict(profile),
                 "command": " ".join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
+                "executor": executor.describe(),
             }
             store.write_environment(environment)
-            result = sweep(st.todo, store, environment=environment, est=est, timeout_s=args.run_timeout, out=err)
+            result = sweep(
+                st.todo, store, environment=environment, est=est, timeout_s=args.run_timeout, out=err, executor=executor
+            )
             store.consolidate()
     except SweepLockedError as error:
         print(f"error: {error}", file=err)
         return EXIT_USAGE
+    except RayExecutorError as error:
+        raise UsageError(str(error)) from None
     ok = sum(1 for r in result.stored if r["status"] == "ok")
     failed = len(result.stored) - ok
     print(f"Stored {len(result.stored)} runs this sweep ({ok} ok, {failed} failed) in {out}.", file=err)

@@ -75,6 +75,11 @@ class Profile:
             For the smoke profile only: tracing a ResNet-152's train step costs ~40 s on a CPU, far
             more than the two steps it then runs. Eager timings are not comparable with traced
             ones, so profiles that measure speed keep this off.
+        jobs: Runs the local executor executes at once (``--jobs``), memory permitting. Above 1
+            the runs share the cores and slow each other down, so profiles that measure speed keep
+            1; the smoke profile's eager runs are mostly single-threaded Python and run two at a
+            time. Not part of a run's identity (it changes timings only, and every record says how
+            many runs it shared the machine with).
     """
 
     name: str
@@ -96,6 +101,7 @@ class Profile:
     gallery_size: int = 4
     timing: TimingSpec = field(default_factory=TimingSpec)
     run_eagerly: bool = False
+    jobs: int = 1
 
 
 PROFILES: dict[str, Profile] = {
@@ -110,17 +116,18 @@ PROFILES: dict[str, Profile] = {
             epochs=1,
             steps_per_epoch=2,
             val_subsplits=5,
-            max_test_examples=16,
+            max_test_examples=8,
             seeds=(0,),
             weights="none",
             freeze_encoder=False,
             precise_bn_batches=2,
             gallery_size=4,
             timing=TimingSpec(
-                warmup_calls=2, min_calls=5, min_seconds=0.2, max_calls=20, max_seconds=1.0,
-                throughput_batch=4, throughput_calls=1,
+                warmup_calls=1, min_calls=5, min_seconds=0.2, max_calls=20, max_seconds=1.0,
+                throughput_batch=2, throughput_calls=1,
             ),
             run_eagerly=True,
+            jobs=2,
         ),
         Profile(
             name="quick",
@@ -176,6 +183,9 @@ class RunConfig:
         dataset_fingerprint: The dataset's fingerprint (bench.data provenance): a changed dataset
             is a new run.
         harness_version: :data:`HARNESS_VERSION`.
+        replicas: Devices the model is trained on at once (``--gpus-per-run``): above 1, a
+            ``tf.distribute.MirroredStrategy`` over that many GPUs, the global batch staying the
+            profile's ``batch_size``.
     """
 
     architecture: str
@@ -185,6 +195,7 @@ class RunConfig:
     data: str
     dataset_fingerprint: str
     harness_version: int = HARNESS_VERSION
+    replicas: int = 1
 
     @property
     def model(self) -> str:
@@ -200,8 +211,12 @@ class RunConfig:
     @property
     def config_hash(self) -> str:
         # The data location is left out: the same dataset (same fingerprint) found at another
-        # path, e.g. on CI's fresh clone, is the same run.
-        identity = {k: v for k, v in self.flat().items() if k != "data"}
+        # path, e.g. on CI's fresh clone, is the same run. Fields added after results were first
+        # stored count only where they differ from their default, so stored run ids stay valid.
+        identity = {
+            k: v for k, v in self.flat().items()
+            if k not in _NOT_IDENTITY and not (k in _ADDED_FIELD_DEFAULTS and v == _ADDED_FIELD_DEFAULTS[k])
+        }
         blob = json.dumps(identity, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
@@ -222,6 +237,14 @@ class RunConfig:
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
         return cls.from_dict(json.loads(text))
+
+
+#: Flattened RunConfig fields that do not make a run another run: where the data was found, and how
+#: many runs shared the machine (which every record states).
+_NOT_IDENTITY = frozenset({"data", "profile.jobs"})
+
+#: RunConfig fields added after the first stored results, with the default they had implicitly.
+_ADDED_FIELD_DEFAULTS: dict[str, Any] = {"replicas": 1}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

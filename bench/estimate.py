@@ -89,3 +89,46 @@ def format_duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+# Peak host memory (MB) of a run never measured here, by kind of model, at the reference size of
+# 4 images of 64x64 (the smoke profile: the largest peak of each kind measured on the reference
+# machine, rounded up), plus what activations add per image pixel of a batch beyond that (fitted
+# between the smoke and quick sweeps: deeplabv3-resnet152 2498 MB -> 4280 MB for 8 x 128x128). A
+# peak is dominated by the parameters: ~30 bytes each (weights, gradients, Adam's two moments, the
+# temporaries of an update), so the FCNs' 0.45 G parameters make ~15 GB at any size.
+PEAK_MB_REF = {
+    ("fcn", "mobilenetv2"): 3400.0,
+    ("fcn", "resnet"): 15600.0,  # and any backbone this table does not know
+    ("other", "mobilenetv2"): 1300.0,
+    ("other", "resnet"): 2650.0,
+}
+PEAK_MB_CLASSICAL = 850.0
+PEAK_REF_PIXELS = 4 * 64 * 64
+ACTIVATION_MB_PER_PIXEL = 0.0155
+PEAK_MARGIN = 1.1  # the peaks of one model vary by a few percent between runs
+
+
+def peak_memory_mb(cfg: RunConfig, records: Iterable[dict[str, Any]]) -> float:
+    """The host memory ``cfg`` is expected to peak at, with a margin: the largest stored peak of
+    the same model at the same image size and batch, else the table above."""
+    from segmodels.classical import ARCHITECTURE as CLASSICAL
+
+    p = cfg.profile
+    measured = [
+        m["value"]
+        for r in records
+        if r.get("status") == "ok" and r.get("model") == cfg.model
+        and r.get("config_flat", {}).get("profile.image_size") == p.image_size
+        and r.get("config_flat", {}).get("profile.batch_size") == p.batch_size
+        for m in r.get("metrics", [])
+        if m.get("metric") == "peak_rss_mb"
+    ]
+    if measured:
+        return max(measured) * PEAK_MARGIN
+    if cfg.architecture == CLASSICAL:
+        return PEAK_MB_CLASSICAL * PEAK_MARGIN
+    kind = "fcn" if cfg.architecture in HEAVY_ARCHS else "other"
+    base = PEAK_MB_REF[(kind, "mobilenetv2" if cfg.backbone == "mobilenetv2" else "resnet")]
+    pixels = p.batch_size * p.image_size**2
+    return (base + ACTIVATION_MB_PER_PIXEL * max(0, pixels - PEAK_REF_PIXELS)) * PEAK_MARGIN

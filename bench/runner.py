@@ -20,10 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from bench.config import Profile, RunConfig
 from bench.estimate import Estimate, estimate_run, format_duration
@@ -130,20 +130,24 @@ def classical_profile(profile: Profile) -> Profile:
     return dataclasses.replace(profile, **fields, seeds=(CLASSICAL_SEED,))
 
 
-def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice) -> list[RunConfig]:
-    """The runs of ``pairs``, in a stable order: classical methods first (one run each, seed 0),
-    then one run per deep pair and seed, cheap backbones first."""
+def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice, *, replicas: int = 1) -> list[RunConfig]:
+    """The runs of ``pairs``, in a stable order: classical methods first (one run each, seed 0, on
+    one device: they run NumPy), then one run per deep pair and seed, cheap backbones first, each
+    on ``replicas`` devices."""
     from segmodels.classical import ARCHITECTURE as CLASSICAL
 
     fingerprint = str(data.provenance.get("fingerprint", ""))
     pairs = sorted(pairs, key=lambda ab: (ab[0] != CLASSICAL, _natural(ab[1]), ab[0]))
 
-    def config(a: str, b: str, seed: int, p: Profile) -> RunConfig:
-        return RunConfig(architecture=a, backbone=b, seed=seed, profile=p, data=data.spec, dataset_fingerprint=fingerprint)
+    def config(a: str, b: str, seed: int, p: Profile, replicas: int = 1) -> RunConfig:
+        return RunConfig(
+            architecture=a, backbone=b, seed=seed, profile=p, data=data.spec, dataset_fingerprint=fingerprint,
+            replicas=replicas,
+        )
 
     classical = classical_profile(profile)
     return [config(a, b, CLASSICAL_SEED, classical) for a, b in pairs if a == CLASSICAL] + [
-        config(a, b, s, profile) for s in profile.seeds for a, b in pairs if a != CLASSICAL
+        config(a, b, s, profile, replicas) for s in profile.seeds for a, b in pairs if a != CLASSICAL
     ]
 
 
@@ -207,13 +211,17 @@ def estimates(runs: Sequence[RunConfig], store: ResultsStore, data: DataChoice) 
     return out
 
 
-def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate]) -> str:
+def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate], slots: int = 1) -> str:
+    """The expected time of ``todo`` and what the figure rests on; with ``slots`` runs at a time,
+    the run time spread over them (an optimistic bound: memory may keep some runs apart)."""
     total = sum(est[c.run_id].seconds for c in todo)
     measured = sum(1 for c in todo if est[c.run_id].source == "measured")
     basis = (
         f"{measured} from stored wall times of the same runs, {len(todo) - measured} from the cost model"
         if measured else "cost model; no stored run of these models yet"
     )
+    if slots > 1 and len(todo) > 1:
+        return f"~{format_duration(total / min(slots, len(todo)))} with {slots} runs at a time, ~{format_duration(total)} of run time ({basis})"
     return f"~{format_duration(total)} ({basis})"
 
 
@@ -221,24 +229,28 @@ def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate]) -> st
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """How a worker ended, seen from the parent."""
+class WorkerExit:
+    """How a worker process ended, seen from the process that started it."""
 
-    record: dict[str, Any]
+    returncode: int
+    peak_rss_mb: float
     stderr_tail: list[str]
+    started_at: str
+    wall_time_s: float
+    timeout_s: float | None = None  # set when the run was stopped for exceeding it
 
 
 # TensorFlow's start-up chatter (absl info/warning lines, the CUDA probe on a CPU machine): kept in
 # the run's log.txt, not echoed.
 _NOISE = re.compile(
-    r"^([IW]\d{4} \d|E\d{4} .*(cuInit|cuda)|WARNING: All log messages before absl::InitializeLog)"
+    r"^([IW]\d{4} \d|E\d{4} .*(cuInit|cuda|oneDNN)|WARNING: All log messages before absl::InitializeLog)"
 )
 
 
 class _Relay(threading.Thread):
-    """Copies a child's stderr to ours (and to a log) and keeps its last lines for the record."""
+    """Copies a child's stderr to a log (and to ``echo``) and keeps its last lines for the record."""
 
-    def __init__(self, stream: TextIO, log: Path, echo: Any) -> None:
+    def __init__(self, stream: TextIO, log: Path, echo: Callable[[str], None] | None) -> None:
         super().__init__(daemon=True)
         self.stream, self.log_path, self.echo = stream, log, echo
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
@@ -248,7 +260,7 @@ class _Relay(threading.Thread):
             for line in self.stream:
                 log.write(line)
                 self.tail.append(line.rstrip("\n"))
-                if not _NOISE.match(line):
+                if self.echo is not None and not _NOISE.match(line):
                     self.echo(line.rstrip("\n"))
 
 
@@ -274,27 +286,44 @@ def _signal_reason(returncode: int, peak_mb: float) -> str:
     return reason
 
 
-def run_one(
-    cfg: RunConfig, store: ResultsStore, *, env_defaults: dict[str, Any], timeout_s: float | None, echo: Any
-) -> dict[str, Any]:
-    """Runs ``cfg`` in a worker process and stores its record; returns the record.
+def _package_roots() -> list[str]:
+    """The folders holding ``bench/`` and ``segmodels/`` (one in a checkout): a worker finds them
+    there even where they are not installed, as on a Ray node that received them as
+    ``py_modules``, each unpacked in its own folder."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("segmodels")
+    roots = [Path(__file__).resolve().parents[1]]
+    if spec is not None and spec.origin:
+        roots.append(Path(spec.origin).resolve().parents[1])
+    return list(dict.fromkeys(str(r) for r in roots))
+
+
+def run_worker(
+    cfg: RunConfig, staging: Path, *, timeout_s: float | None, echo: Callable[[str], None] | None,
+    cancel: threading.Event | None = None,
+) -> WorkerExit:
+    """Runs ``python -m bench.worker`` for ``cfg``, its files in ``staging``, and waits for it.
+
+    The worker lives in its own session (Ctrl-C reaches the sweep only, which decides what becomes
+    of the run) and dies with the calling process (``SEGBENCH_PARENT_PID``).
 
     Raises:
-        SweepInterrupted: Ctrl-C or SIGTERM; the child is stopped and nothing is stored.
+        SweepInterrupted: ``cancel`` was set; the worker was stopped.
+        BaseException: whatever else interrupts the wait (Ctrl-C), after the worker was stopped.
     """
-    staging = store.staging_dir(cfg.run_id)
     config_path = staging / "config.json"
     atomic_write_text(config_path, cfg.to_json())
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*_package_roots(), env.get("PYTHONPATH", "")]))
     env["SEGBENCH_PARENT_PID"] = str(os.getpid())
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.worker", str(config_path), str(staging)],
         env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-        # Its own session: Ctrl-C reaches the parent only, which decides what becomes of the run.
         start_new_session=True,
     )
     relay = _Relay(proc.stderr, staging / "log.txt", echo)  # type: ignore[arg-type]
@@ -307,6 +336,8 @@ def run_one(
                 proc.wait(timeout=POLL_S)
                 break
             except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    raise SweepInterrupted from None
                 peak = max(peak, _rss_mb(proc))
                 if timeout_s is not None and time.perf_counter() - t0 > timeout_s:
                     timed_out = True
@@ -315,35 +346,55 @@ def run_one(
     except BaseException:
         _stop(proc)
         relay.join(timeout=5)
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
         raise
     relay.join(timeout=10)
-    wall = time.perf_counter() - t0
-    record = _read_record(staging)
-    if record is None or timed_out:
-        from bench.worker import base_record
+    return WorkerExit(
+        proc.returncode, peak, list(relay.tail), started, time.perf_counter() - t0, timeout_s if timed_out else None
+    )
 
-        record = base_record(cfg)
-        record["started_at"] = started
-        if timed_out:
-            record["error"] = f"timed out after {timeout_s:.0f} s (--run-timeout)"
-        elif proc.returncode < 0:
-            record["error"] = _signal_reason(proc.returncode, peak)
-        else:
-            last = next((line for line in reversed(relay.tail) if line.strip()), "")
-            record["error"] = f"worker exited with code {proc.returncode} without a record: {last}"[:300]
-        record["metrics"] = [{"metric": "peak_rss_mb", "value": peak, "unit": "MB"}] if peak else []
+
+def failed_record(cfg: RunConfig, error: str, *, started_at: str | None = None, peak_rss_mb: float = 0.0) -> dict[str, Any]:
+    """The record of a run that ended without writing its own: its identity and why."""
+    from bench.worker import base_record
+
+    record = base_record(cfg)
+    if started_at:
+        record["started_at"] = started_at
+    record["error"] = error
+    record["metrics"] = [{"metric": "peak_rss_mb", "value": peak_rss_mb, "unit": "MB"}] if peak_rss_mb else []
+    return record
+
+
+def exit_record(cfg: RunConfig, staging: Path, exit: WorkerExit) -> dict[str, Any]:
+    """The worker's own record from ``staging``, or a failed one saying how the worker ended."""
+    record = _read_record(staging)
+    if record is not None and exit.timeout_s is None:
+        if record["status"] == "ok" and exit.peak_rss_mb and not any(m["metric"] == "peak_rss_mb" for m in record["metrics"]):
+            record["metrics"].append({"metric": "peak_rss_mb", "value": exit.peak_rss_mb, "unit": "MB"})
+        return record
+    if exit.timeout_s is not None:
+        error = f"timed out after {exit.timeout_s:.0f} s (--run-timeout)"
+    elif exit.returncode < 0:
+        error = _signal_reason(exit.returncode, exit.peak_rss_mb)
+    else:
+        last = next((line for line in reversed(exit.stderr_tail) if line.strip()), "")
+        error = f"worker exited with code {exit.returncode} without a record: {last}"[:300]
+    return failed_record(cfg, error, started_at=exit.started_at, peak_rss_mb=exit.peak_rss_mb)
+
+
+def finalize(
+    record: dict[str, Any], *, env_defaults: dict[str, Any], wall_time_s: float | None, executor: str
+) -> dict[str, Any]:
+    """Stamps what only the sweep knows: the sweep's environment under the worker's, the executor,
+    the end time and the worker's wall time (of an ``ok`` run also as the ``wall_time_s`` metric;
+    ``None`` where no worker reported one)."""
     record["env"] = {**env_defaults, **record.get("env", {})}
+    record["executor"] = executor
     record["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    record["wall_time_s"] = wall
+    record["wall_time_s"] = wall_time_s
     if record["status"] == "ok":
         record["metrics"] = [m for m in record["metrics"] if m["metric"] != "wall_time_s"]
-        record["metrics"].append({"metric": "wall_time_s", "value": wall, "unit": "s"})
-        if not any(m["metric"] == "peak_rss_mb" for m in record["metrics"]) and peak:
-            record["metrics"].append({"metric": "peak_rss_mb", "value": peak, "unit": "MB"})
-    store.commit_run(staging, record)
+        record["metrics"].append({"metric": "wall_time_s", "value": wall_time_s, "unit": "s"})
     return record
 
 
@@ -371,6 +422,148 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+# === Executors: where the runs execute ===
+
+
+class Executor(Protocol):
+    """Runs a sweep's runs somewhere and stores each one the moment it ends.
+
+    ``run`` yields every stored record as its run ends (in the order they end), storing each
+    before yielding it; on an interruption it stops its runs, stores nothing partial, and lets the
+    exception through.
+    """
+
+    name: str
+
+    @property
+    def slots(self) -> int:
+        """How many runs execute at once (for the ETA)."""
+
+    def describe(self) -> str:
+        """One line for the sweep's header."""
+
+    def run(
+        self, runs: Sequence[RunConfig], store: ResultsStore, *, env_defaults: dict[str, Any],
+        timeout_s: float | None, echo: Callable[[str], None], on_start: Callable[[RunConfig], None],
+    ) -> Iterator[dict[str, Any]]: ...
+
+
+class LocalExecutor:
+    """Worker processes on this machine, at most ``jobs`` at once (one by default: runs side by side
+    share the cores and distort each other's timings), and never more at once than the memory they
+    are expected to peak at (:func:`bench.estimate.peak_memory_mb`) fits in ``memory_mb``.
+
+    One job runs the plan in its order. Several start the runs expected to peak highest first and
+    fill in beside them with whatever fits: the big runs (the FCNs on ResNets, ~15 GB) cannot run
+    beside each other, and left to the end they would run alone, one after the other.
+
+    Each run's record says how many runs shared the machine with it (``concurrent_runs``).
+    """
+
+    name = "local"
+
+    def __init__(self, jobs: int = 1, memory_mb: float | None = None) -> None:
+        self.jobs = jobs
+        self.memory_mb = memory_mb if memory_mb is not None else _available_memory_mb() * MEMORY_SHARE
+
+    @property
+    def slots(self) -> int:
+        return self.jobs
+
+    def describe(self) -> str:
+        if self.jobs == 1:
+            return "local, one run at a time, each in its own process"
+        return (
+            f"local, up to {self.jobs} runs at a time, each in its own process, as long as their expected peak "
+            f"memory fits in {self.memory_mb / 1024:.0f} GB; runs side by side slow each other down"
+        )
+
+    def run(
+        self, runs: Sequence[RunConfig], store: ResultsStore, *, env_defaults: dict[str, Any],
+        timeout_s: float | None, echo: Callable[[str], None], on_start: Callable[[RunConfig], None],
+    ) -> Iterator[dict[str, Any]]:
+        import queue
+        import shutil
+
+        from bench.estimate import peak_memory_mb
+
+        stored = store.records()
+        peaks = {cfg.run_id: peak_memory_mb(cfg, stored) for cfg in runs}
+        pending = list(runs) if self.jobs == 1 else sorted(runs, key=lambda c: -peaks[c.run_id])
+        running: dict[str, _Running] = {}
+        finished: queue.Queue[tuple[str, WorkerExit | None, BaseException | None]] = queue.Queue()
+        cancel = threading.Event()
+
+        def work(cfg: RunConfig, staging: Path, say: Callable[[str], None]) -> None:
+            try:
+                finished.put((cfg.run_id, run_worker(cfg, staging, timeout_s=timeout_s, echo=say, cancel=cancel), None))
+            except BaseException as error:  # noqa: BLE001 - handed to the sweep's thread
+                finished.put((cfg.run_id, None, error))
+
+        try:
+            while pending or running:
+                while len(running) < self.jobs:
+                    cfg = self._next(pending, running, peaks)
+                    if cfg is None:
+                        break
+                    pending.remove(cfg)
+                    say = echo if self.jobs == 1 else (lambda line, m=cfg.model: echo(f"{m}: {line}"))
+                    staging = store.staging_dir(cfg.run_id)
+                    thread = threading.Thread(target=work, args=(cfg, staging, say), name=cfg.run_id, daemon=True)
+                    running[cfg.run_id] = _Running(cfg, staging, thread)
+                    for other in running.values():
+                        other.concurrent = max(other.concurrent, len(running))
+                    on_start(cfg)
+                    thread.start()
+                try:
+                    run_id, exit, error = finished.get(timeout=POLL_S)
+                except queue.Empty:
+                    continue
+                done = running.pop(run_id)
+                if error is not None or exit is None:
+                    shutil.rmtree(done.staging, ignore_errors=True)
+                    raise error or RuntimeError(f"{run_id}: the worker thread ended without an exit status")
+                record = exit_record(done.cfg, done.staging, exit)
+                record["concurrent_runs"] = done.concurrent
+                record = finalize(record, env_defaults=env_defaults, wall_time_s=exit.wall_time_s, executor=self.name)
+                store.commit_run(done.staging, record)
+                yield record
+        finally:
+            cancel.set()  # interrupted: stop what runs, store nothing of it
+            for left in running.values():
+                left.thread.join(timeout=30)
+                shutil.rmtree(left.staging, ignore_errors=True)
+
+    def _next(self, pending: list[RunConfig], running: dict[str, _Running], peaks: dict[str, float]) -> RunConfig | None:
+        """The first pending run whose expected peak fits beside the running ones; with nothing
+        running, the first pending run whatever its size."""
+        if not running:
+            return pending[0] if pending else None
+        in_use = sum(peaks[r] for r in running)
+        return next((c for c in pending if in_use + peaks[c.run_id] <= self.memory_mb), None)
+
+
+#: Share of the memory available when a sweep starts that its concurrent runs may plan to use (the
+#: estimates carry their own margin).
+MEMORY_SHARE = 0.95
+
+
+def _available_memory_mb() -> float:
+    import psutil
+
+    return psutil.virtual_memory().available / 2**20
+
+
+@dataclass
+class _Running:
+    """A run in flight on the local executor."""
+
+    cfg: RunConfig
+    staging: Path
+    thread: threading.Thread
+    concurrent: int = 1  # the most runs in flight at once while this one ran, itself included
+
+
 # === The sweep ===
 
 
@@ -388,10 +581,13 @@ def sweep(
     est: dict[str, Estimate],
     timeout_s: float | None = None,
     out: TextIO = sys.stderr,
+    executor: Executor | None = None,
 ) -> SweepResult:
-    """Runs ``runs`` one after the other, storing each; stops cleanly on Ctrl-C or SIGTERM."""
+    """Runs ``runs`` on ``executor`` (local by default), storing each as it ends; stops cleanly on
+    Ctrl-C or SIGTERM."""
     from tqdm import tqdm
 
+    executor = executor or LocalExecutor()
     env_defaults = {k: environment.get(k, "") for k in environment if not isinstance(environment.get(k), (dict, list))}
     stored: list[dict[str, Any]] = []
     remaining = sum(est[c.run_id].seconds for c in runs)
@@ -401,30 +597,40 @@ def sweep(
     def echo(line: str) -> None:
         bar.write(line, file=out)
 
+    def eta() -> str:
+        # The estimates of what is left, scaled by how the estimates fared so far, spread over
+        # the runs that execute at once.
+        ratio = spent_actual / spent_estimated if spent_estimated else 1.0
+        return f", ETA {format_duration(remaining * ratio / max(1, executor.slots))}"
+
+    def on_start(cfg: RunConfig) -> None:
+        bar.set_postfix_str(f"{eta()}, now {cfg.model} seed {cfg.seed}")
+
+    by_id = {cfg.run_id: cfg for cfg in runs}
     # Installed explicitly: a sweep started in the background by a non-interactive shell inherits
     # SIGINT ignored, and Python then never raises KeyboardInterrupt.
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    records = executor.run(runs, store, env_defaults=env_defaults, timeout_s=timeout_s, echo=echo, on_start=on_start)
     try:
-        for cfg in runs:
-            # ETA: the estimates of what is left, scaled by how the estimates fared so far.
-            ratio = spent_actual / spent_estimated if spent_estimated else 1.0
-            bar.set_postfix_str(f", ETA {format_duration(remaining * ratio)}, now {cfg.model} seed {cfg.seed}")
-            try:
-                record = run_one(cfg, store, env_defaults=env_defaults, timeout_s=timeout_s, echo=echo)
-            except KeyboardInterrupt:
-                raise SweepInterrupted from None
+        for record in records:
+            cfg = by_id[record["run_id"]]
             stored.append(record)
             store.consolidate()
             remaining -= est[cfg.run_id].seconds
             spent_estimated += est[cfg.run_id].seconds
             spent_actual += float(record.get("wall_time_s") or 0.0)
             verdict = "ok" if record["status"] == "ok" else f"FAILED: {record['error']}"
-            bar.write(f"[{len(stored)}/{len(runs)}] {cfg.model} seed {cfg.seed}: {verdict} ({format_duration(record['wall_time_s'])})", file=out)
+            took = format_duration(record["wall_time_s"]) if record.get("wall_time_s") is not None else "time unknown"
+            where = f" on {record['host']}" if executor.name != "local" and record.get("host") else ""
+            bar.write(f"[{len(stored)}/{len(runs)}] {cfg.model} seed {cfg.seed}: {verdict} ({took}{where})", file=out)
             bar.update(1)
-    except SweepInterrupted:
-        bar.close()
+            bar.set_postfix_str(eta())
+    except (SweepInterrupted, KeyboardInterrupt):
         return SweepResult(stored, interrupted=True)
     finally:
+        # Closing the executor's generator stops whatever it still has in flight, whichever side
+        # of its `yield` the interruption hit; the handlers come back only after that.
+        records.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         bar.close()

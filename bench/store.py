@@ -40,7 +40,7 @@ TMP_PREFIX = "_tmp"
 RUN_KEY = ["run_id", "model", "architecture", "backbone", "seed"]
 RUN_COLUMNS = [
     *RUN_KEY, "profile", "dataset", "status", "error", "weights", "family",
-    "wall_time_s", "started_at", "finished_at",
+    "executor", "host", "concurrent_runs", "wall_time_s", "started_at", "finished_at",
 ]
 METRIC_COLUMNS = [*RUN_KEY, "profile", "dataset", "metric", "value", "unit"]
 HISTORY_COLUMNS = [*RUN_KEY, "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]

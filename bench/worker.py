@@ -12,10 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import resource
+import socket
 import sys
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,8 @@ def base_record(cfg: RunConfig) -> dict[str, Any]:
         "error": "",
         "weights": "",
         "family": "deep",
+        "executor": "",
+        "host": socket.gethostname(),
         "wall_time_s": None,
         "started_at": _now(),
         "finished_at": None,
@@ -146,6 +150,49 @@ def build_model(cfg: RunConfig) -> BuiltModel:
     return BuiltModel(model, weights, frozen, "deep")
 
 
+# === Devices ===
+
+#: Splits this machine's CPU into N logical devices, so that ``--gpus-per-run N`` can be tried
+#: (and tested) without GPUs: the MirroredStrategy code path runs, with no speed-up.
+VIRTUAL_DEVICES_ENV = "SEGBENCH_VIRTUAL_DEVICES"
+
+
+def split_cpu(devices: int) -> None:
+    """Makes ``devices`` logical CPUs out of the first physical one (before TensorFlow starts)."""
+    if devices <= 1:
+        return
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+
+
+def replica_strategy(replicas: int) -> Any:
+    """The distribution strategy of a run on ``replicas`` devices.
+
+    One device: TensorFlow's default strategy (the GPU where there is one, else the CPU). More: a
+    ``MirroredStrategy`` over the first ``replicas`` GPUs this process sees (under Ray, the ones
+    it was given), or over the logical CPUs of ``$SEGBENCH_VIRTUAL_DEVICES`` on a machine
+    without GPUs.
+
+    Raises:
+        RuntimeError: fewer devices than ``replicas``.
+    """
+    import tensorflow as tf
+
+    if replicas <= 1:
+        return tf.distribute.get_strategy()
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(devices) < replicas:
+        raise RuntimeError(
+            f"--gpus-per-run {replicas} needs {replicas} GPUs, and {socket.gethostname()} shows this run "
+            f"{len(gpus)}: run with fewer GPUs per run, on a machine (or Ray cluster) with more, or set "
+            f"{VIRTUAL_DEVICES_ENV}={replicas} to try the multi-device path on CPUs"
+        )
+    return tf.distribute.MirroredStrategy(devices[:replicas])
+
+
 def count_params(weights: list[Any]) -> int:
     return int(sum(int(np.prod(w.shape)) for w in weights))
 
@@ -210,10 +257,13 @@ def execute(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[str, 
 
     p = cfg.profile
     metrics = Metrics()
+    split_cpu(int(os.environ.get(VIRTUAL_DEVICES_ENV, "0") or 0))
     record["env"] = envinfo.collect()
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     tf.config.run_functions_eagerly(p.run_eagerly)
+    # Said once per tf.data function when running eagerly; the input pipeline is traced on purpose.
+    warnings.filterwarnings("ignore", message="Even though the `tf.config.experimental_run_functions_eagerly`")
 
     # The dataset is the same for every seed (seed 0 of the synthetic generator, as the sweep
     # planned it); the run's seed drives weights, shuffling, augmentation and dropout.
@@ -233,49 +283,57 @@ def execute(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[str, 
         test_ds = test_ds.take(p.max_test_examples)
         test_size = p.max_test_examples
 
-    t = time.perf_counter()
-    built = build_model(cfg)
-    model = built.model
-    record["weights"], record["family"] = built.weights, built.family
-    record["frozen_encoder"] = built.frozen_encoder
-    record.update(built.record_fields)
-    metrics.add("build_time_s", time.perf_counter() - t, "s")
-    total, trainable = count_params(model.weights), count_params(model.trainable_weights)
-    metrics.add("params_total", total, "count")
-    metrics.add("params_trainable", trainable, "count")
-    if built.family != "classical":  # numpy work in tf.numpy_function is invisible to the profiler: unknown, not 0
-        metrics.add("flops_per_image", flops_per_image(model, p.image_size), "flops")
+    # Everything that creates variables (model, optimiser, metrics) is built under the strategy:
+    # with --gpus-per-run N > 1 a MirroredStrategy keeps a copy on each device and Keras splits
+    # every global batch of the profile's size across them. With one device it is the default
+    # strategy, whose scope changes nothing.
+    strategy = replica_strategy(cfg.replicas)
+    if cfg.replicas > 1:
+        record["replica_devices"] = [str(d) for d in strategy.extended.worker_devices]
+    with strategy.scope():
+        t = time.perf_counter()
+        built = build_model(cfg)
+        model = built.model
+        record["weights"], record["family"] = built.weights, built.family
+        record["frozen_encoder"] = built.frozen_encoder
+        record.update(built.record_fields)
+        metrics.add("build_time_s", time.perf_counter() - t, "s")
+        total, trainable = count_params(model.weights), count_params(model.trainable_weights)
+        metrics.add("params_total", total, "count")
+        metrics.add("params_trainable", trainable, "count")
+        if built.family != "classical":  # numpy work in tf.numpy_function is invisible to the profiler: unknown, not 0
+            metrics.add("flops_per_image", flops_per_image(model, p.image_size), "flops")
 
-    train_time = 0.0
-    if trainable > 0:
-        batches = train_batches(
-            splits.train, batch_size=p.batch_size, seed=cfg.seed, augment=p.augment, buffer_size=p.shuffle_buffer
-        )
-        result = train(
-            model, batches,
-            epochs=p.epochs,
-            steps_per_epoch=steps_per_epoch(p, int(provenance["train_size"])),
-            batch_size=p.batch_size,
-            learning_rate=p.learning_rate,
-            validation_data=test_batches(test_ds, batch_size=p.batch_size),
-            validation_steps=validation_steps(p, test_size),
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-        record["history"] = result.history
-        train_time = result.train_time_s
-        metrics.add("train_throughput", result.train_throughput, "images/s")
-        if p.precise_bn_batches > 0:
-            # A fresh pipeline with the same seed: the statistics come from training images as
-            # the training saw them (augmented), never from the test split.
-            bn_batches = train_batches(
-                splits.train, batch_size=p.batch_size, seed=cfg.seed + 1, augment=p.augment,
-                buffer_size=p.shuffle_buffer,
+        train_time = 0.0
+        if trainable > 0:
+            batches = train_batches(
+                splits.train, batch_size=p.batch_size, seed=cfg.seed, augment=p.augment, buffer_size=p.shuffle_buffer
             )
-            t = time.perf_counter()
-            layers = recompute_batchnorm_statistics(model, iter(bn_batches), p.precise_bn_batches)
-            record["precise_bn_layers"] = layers
-            metrics.add("precise_bn_time_s", time.perf_counter() - t, "s")
-    metrics.add("train_time_s", train_time, "s")
+            result = train(
+                model, batches,
+                epochs=p.epochs,
+                steps_per_epoch=steps_per_epoch(p, int(provenance["train_size"])),
+                batch_size=p.batch_size,
+                learning_rate=p.learning_rate,
+                validation_data=test_batches(test_ds, batch_size=p.batch_size),
+                validation_steps=validation_steps(p, test_size),
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+            record["history"] = result.history
+            train_time = result.train_time_s
+            metrics.add("train_throughput", result.train_throughput, "images/s")
+            if p.precise_bn_batches > 0:
+                # A fresh pipeline with the same seed: the statistics come from training images as
+                # the training saw them (augmented), never from the test split.
+                bn_batches = train_batches(
+                    splits.train, batch_size=p.batch_size, seed=cfg.seed + 1, augment=p.augment,
+                    buffer_size=p.shuffle_buffer,
+                )
+                t = time.perf_counter()
+                layers = recompute_batchnorm_statistics(model, iter(bn_batches), p.precise_bn_batches)
+                record["precise_bn_layers"] = layers
+                metrics.add("precise_bn_time_s", time.perf_counter() - t, "s")
+        metrics.add("train_time_s", train_time, "s")
 
     predict = make_predict_fn(model)
     t = time.perf_counter()

@@ -44,9 +44,9 @@ def test_tables_follow_the_schema_and_pandas_reads_them(tmp_path: Path) -> None:
     runs = pd.read_csv(store.root / "runs.csv")
     metrics = pd.read_csv(store.root / "metrics.csv")
     history = pd.read_csv(store.root / "history.csv")
-    assert list(runs.columns[:14]) == [
+    assert list(runs.columns[:17]) == [
         "run_id", "model", "architecture", "backbone", "seed", "profile", "dataset", "status", "error",
-        "weights", "family", "wall_time_s", "started_at", "finished_at",
+        "weights", "family", "executor", "host", "concurrent_runs", "wall_time_s", "started_at", "finished_at",
     ]
     assert set(ENV_COLUMNS) <= set(runs.columns) and set(ENV_COLUMNS) <= set(metrics.columns)
     assert any(c.startswith("config.profile.") for c in runs.columns)
