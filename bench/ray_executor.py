@@ -107,6 +107,10 @@ class RayExecutor:
         if self.settings.address:
             options["address"] = self.settings.address
             options["runtime_env"] = _runtime_env()
+        elif not os.environ.get("RAY_ADDRESS"):
+            # A private cluster for this sweep, even where `ray start` left one running on this
+            # machine (which ray.init would otherwise join): --ray-address joins one on purpose.
+            options["address"] = "local"
         try:
             ray.init(**options)
         except (ConnectionError, RuntimeError, ValueError) as error:

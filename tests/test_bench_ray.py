@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -40,12 +42,14 @@ def _ray_bin() -> str:
 
 
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A 2-CPU Ray head on this machine; its address. Stopped with its process group afterwards,
-    so a user's own Ray processes on the machine are left alone."""
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A 2-CPU Ray head on this machine: its address, and the environment (its token) a client
+    needs to join it. Stopped with its process group afterwards, so a user's own Ray processes on
+    the machine are left alone."""
     tmp = tmp_path_factory.mktemp("ray-head")
     port = _free_port()
     env = plugin_env(tmp)
+    env.update(_auth(tmp))
     cmd = [
         _ray_bin(), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
         "--include-dashboard=false", "--disable-usage-stats", "--object-store-memory=200000000",
@@ -58,7 +62,7 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> str:
             if head.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"the Ray head did not start: {head.stderr.read().decode()[-2000:] if head.stderr else ''}")
             time.sleep(1)
-        yield address
+        yield address, _auth(tmp)
     finally:
         head.terminate()  # `ray start --block` stops the processes it started, in a second or two
         try:
@@ -71,6 +75,15 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> str:
             pass
 
 
+def _auth(folder: Path) -> dict[str, str]:
+    """Token authentication with a token of the test's own: what Ray asks of a cluster (and turns
+    on by default for local ones since 2.59), without touching ~/.ray of whoever runs the tests."""
+    token = folder / "ray_auth_token"
+    if not token.exists():
+        token.write_text(secrets.token_hex(32))
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+
+
 def _records(out: Path) -> dict[str, dict]:
     return {r["architecture"]: r for r in (json.loads(p.read_text()) for p in out.glob("runs/*/record.json"))}
 
@@ -79,16 +92,17 @@ def _metrics(record: dict) -> dict[str, float]:
     return {m["metric"]: m["value"] for m in record["metrics"]}
 
 
-def test_ray_sweep_stores_what_the_local_executor_stores(tmp_path: Path, ray_head: str) -> None:
+def test_ray_sweep_stores_what_the_local_executor_stores(tmp_path: Path, ray_head: tuple[str, dict[str, str]]) -> None:
+    address, auth = ray_head
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     done = bench_cli(tmp_path, "run", "--profile", "smoke", *PAIRS, "--jobs", "1", "--out", str(local), "--no-report", timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     done = bench_cli(
-        tmp_path, "run", "--profile", "smoke", *PAIRS, "--executor", "ray", "--ray-address", ray_head,
-        "--out", str(on_ray), timeout=600,
+        tmp_path, "run", "--profile", "smoke", *PAIRS, "--executor", "ray", "--ray-address", address,
+        "--out", str(on_ray), timeout=600, **auth,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"Executor: Ray cluster at {ray_head}: 1 node(s), 2 CPUs, 0 GPUs; 1 CPU(s) per run, up to 2 at once" in done.stderr
+    assert f"Executor: Ray cluster at {address}: 1 node(s), 2 CPUs, 0 GPUs; 1 CPU(s) per run, up to 2 at once" in done.stderr
     assert (on_ray / "leaderboard.md").is_file()
 
     a, b = _records(local), _records(on_ray)
@@ -113,19 +127,26 @@ def test_ray_sweep_stores_what_the_local_executor_stores(tmp_path: Path, ray_hea
     runs = pd.read_csv(on_ray / "runs.csv")
     assert list(runs.columns) == list(pd.read_csv(local / "runs.csv").columns)
     assert set(runs["executor"]) == {"ray"}
-    again = bench_cli(tmp_path, "run", "--profile", "smoke", *PAIRS, "--out", str(local), "--executor", "ray", "--ray-address", ray_head, "--no-report", timeout=300)
+    again = bench_cli(tmp_path, "run", "--profile", "smoke", *PAIRS, "--out", str(local), "--executor", "ray", "--ray-address", address, "--no-report", timeout=300, **auth)
     assert again.returncode == 0 and "2 already done" in again.stderr and "0 to run" in again.stderr
 
 
 def _ray_workers_running(run: str) -> list[int]:
-    """PIDs of the Ray worker processes whose bench.worker child runs ``run``."""
+    """PIDs of the Ray worker processes whose bench.worker child runs ``run``: the ones titled
+    ``ray::segbench:<run_id>`` (the task's name) and only those, so that an orphaned child's new
+    parent (init, or the raylet as subreaper) is never the one killed."""
     import psutil
 
     parents = []
     for p in psutil.process_iter(["cmdline", "ppid"]):
         cmd = " ".join(p.info["cmdline"] or [])
         if "bench.worker" in cmd and f"segbench-{run}" in cmd:
-            parents.append(p.info["ppid"])
+            try:
+                parent = psutil.Process(p.info["ppid"])
+                if (parent.cmdline() or [""])[0].startswith(f"ray::segbench:{run}"):
+                    parents.append(parent.pid)
+            except psutil.Error:
+                continue
     return parents
 
 
@@ -135,7 +156,7 @@ def test_a_killed_ray_worker_is_retried_then_stored_as_failed(tmp_path: Path) ->
         "run", "--profile", "smoke", "--arch", "tinytest,tinywait", "--backbone", "mobilenetv2", "--out", str(out),
         "--no-report", "--executor", "ray", "--max-retries", "1",
     )
-    env = plugin_env(tmp_path, TINYWAIT_SECONDS="120")
+    env = plugin_env(tmp_path, TINYWAIT_SECONDS="120", **_auth(tmp_path))
     env.pop("RAY_ADDRESS", None)  # a private local cluster for this sweep
     sweep = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     kills = 0
@@ -148,7 +169,11 @@ def test_a_killed_ray_worker_is_retried_then_stored_as_failed(tmp_path: Path) ->
                 time.sleep(3)  # Ray notices, then schedules the retry
                 break
             time.sleep(0.5)
-        _, err = sweep.communicate(timeout=300)
+        try:
+            _, err = sweep.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            sweep.kill()
+            raise AssertionError(f"the sweep did not finish after {kills} kill(s): {sweep.communicate()[1][-3000:]}") from None
     finally:
         if sweep.poll() is None:
             sweep.kill()
@@ -169,11 +194,12 @@ def test_a_killed_ray_worker_is_retried_then_stored_as_failed(tmp_path: Path) ->
     assert _records(out)["tinywait"]["status"] == "ok"
 
 
-def test_ray_errors_name_the_problem_and_the_fix(tmp_path: Path, ray_head: str) -> None:
+def test_ray_errors_name_the_problem_and_the_fix(tmp_path: Path, ray_head: tuple[str, dict[str, str]]) -> None:
+    address, auth = ray_head
     out = tmp_path / "r"
-    too_many = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "tinytest", "--backbone", "mobilenetv2", "--out", str(out), "--executor", "ray", "--ray-address", ray_head, "--gpus-per-run", "2")
+    too_many = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "tinytest", "--backbone", "mobilenetv2", "--out", str(out), "--executor", "ray", "--ray-address", address, "--gpus-per-run", "2", **auth)
     assert too_many.returncode == 2
     assert "--gpus-per-run 2 needs GPUs, and the Ray cluster has none (1 node(s), 2 CPUs)" in too_many.stderr
-    big = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "tinytest", "--backbone", "mobilenetv2", "--out", str(out), "--executor", "ray", "--ray-address", ray_head, "--cpus-per-run", "4")
+    big = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "tinytest", "--backbone", "mobilenetv2", "--out", str(out), "--executor", "ray", "--ray-address", address, "--cpus-per-run", "4", **auth)
     assert big.returncode == 2 and "--cpus-per-run 4: the largest node of the Ray cluster has 2 CPUs" in big.stderr
     assert not list(out.glob("runs/*"))  # nothing ran, nothing stored
