@@ -181,6 +181,16 @@ def test_no_synthetic_warning_for_real_data(tmp_path: Path) -> None:
     assert "no (real photos)" in markdown
 
 
+def test_runs_that_shared_the_machine_are_flagged(tmp_path: Path) -> None:
+    results_dir = write_results(tmp_path)
+    assert "shared the machine" not in render_report(results_dir).read_text(encoding="utf-8")
+    runs = pd.read_csv(results_dir / "runs.csv")
+    runs["concurrent_runs"] = [2] + [1] * (len(runs) - 1)
+    runs.to_csv(results_dir / "runs.csv", index=False)
+    markdown = render_report(results_dir).read_text(encoding="utf-8")
+    assert f"**1 of {len(runs)} runs shared the machine with other runs** (`--jobs`)" in markdown
+
+
 def test_rendering_twice_gives_identical_files(tmp_path: Path) -> None:
     results_dir = write_results(tmp_path)
     names = ["leaderboard.md", *FIGURE_FILES.values()]

@@ -101,6 +101,12 @@ def _warnings(results: Results, runs: pd.DataFrame, superseded: pd.DataFrame, ta
                    "models may be noise.")
     elif single:
         out.append(f"**One successful seed only** for {', '.join(single)}: no spread or confidence interval.")
+    if "concurrent_runs" in runs.columns:
+        shared = runs[(runs["status"] == "ok") & (pd.to_numeric(runs["concurrent_runs"], errors="coerce") > 1)]
+        if len(shared):
+            out.append(f"**{len(shared)} of {len(runs)} runs shared the machine with other runs** (`--jobs`): their "
+                       "latency, throughput and times are slower than they would be alone, and not comparable with "
+                       "runs measured one at a time.")
     for column, what in [("git_commit", "commits"), ("dataset_fingerprint", "dataset fingerprints"),
                          ("device", "devices")]:
         values = _values(results, runs, column) if column in runs.columns else []
