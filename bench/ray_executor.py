@@ -32,6 +32,7 @@ from bench.config import RunConfig
 from bench.estimate import peak_memory_mb
 from bench.runner import WorkerExit, exit_record, failed_record, finalize, run_worker
 from bench.store import ResultsStore
+from bench.worker import one_line
 
 INSTALL_HINT = "pip install 'segbench[ray]' (in a checkout: pip install -e '.[ray]')"
 WAIT_S = 1.0  # ray.wait's timeout: Ctrl-C is handled between waits
@@ -116,7 +117,7 @@ class RayExecutor:
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = self.settings.address or os.environ.get("RAY_ADDRESS") or "a local cluster"
             raise RayExecutorError(
-                f"could not connect to the Ray cluster at {where}: {_one_line(error)}. Start one with "
+                f"could not connect to the Ray cluster at {where}: {one_line(error)}. Start one with "
                 "`ray start --head` and pass the address it prints, or leave out --ray-address for a local cluster"
             ) from None
         self._ray = ray
@@ -226,9 +227,9 @@ class RayExecutor:
                 result = ray.get(ref)
             except ray.exceptions.RayError as error:
                 if isinstance(error, ray.exceptions.RayTaskError):  # the task's own code raised
-                    reason = f"Ray task failed: {_one_line(getattr(error, 'cause', None) or error)}"
+                    reason = f"Ray task failed: {one_line(getattr(error, 'cause', None) or error)}"
                 else:  # its worker or node died, on every attempt
-                    reason = f"Ray task lost after {self.settings.max_retries + 1} attempt(s): {_one_line(error)}"
+                    reason = f"Ray task lost after {self.settings.max_retries + 1} attempt(s): {one_line(error)}"
                 record = failed_record(cfg, reason)
                 record["host"] = ""
                 wall = None
@@ -286,9 +287,3 @@ def _runtime_env() -> dict[str, Any]:
     modules = [str(Path(m.__file__).parent) for m in (bench, segmodels)]
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     return {"py_modules": modules, "env_vars": env}
-
-
-def _one_line(error: BaseException, limit: int = 300) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

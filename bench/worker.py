@@ -91,9 +91,11 @@ class BuiltModel:
     record_fields: dict[str, Any] = field(default_factory=dict)
 
 
-def _one_line(error: BaseException, limit: int = 300) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """``Type: first non-empty line of the message``, at most ``limit`` characters (the ``error``
+    of a failed record)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         execute(cfg, staging, record)
     except Exception as error:  # noqa: BLE001 - failures are data
         record["status"] = "failed"
-        record["error"] = str(error) if type(error).__name__ == "NaNLossError" else _one_line(error)
+        record["error"] = str(error) if type(error).__name__ == "NaNLossError" else one_line(error)
         record["traceback"] = traceback.format_exc()
         traceback.print_exc()
         record["metrics"] = [{"metric": "peak_rss_mb", "value": peak_rss_mb(), "unit": "MB"}]
