@@ -360,7 +360,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "command": " ".join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
                 "executor": executor.describe(),
             }
-            store.write_environment(environment)
+            if st.todo:  # environment.json describes the sweep that measured; one that runs nothing keeps it
+                store.write_environment(environment)
             result = sweep(
                 st.todo, store, environment=environment, est=est, timeout_s=args.run_timeout, out=err, executor=executor
             )

@@ -75,8 +75,10 @@ def test_smoke_sweep_of_two_cheap_pairs_end_to_end(tmp_path: Path) -> None:
             assert npz["predictions"].max() <= 2
     assert not list(out.glob("**/_tmp*"))
 
+    environment = (out / "environment.json").read_bytes()
     again = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out), "--no-report", timeout=120)
     assert again.returncode == 0 and "2 already done" in again.stderr and "0 to run" in again.stderr
+    assert (out / "environment.json").read_bytes() == environment  # a sweep that ran nothing keeps it
     listing = bench_cli(tmp_path, "list", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out), timeout=120)
     assert listing.returncode == 0 and listing.stdout.count("| done") == 2, listing.stdout
 
