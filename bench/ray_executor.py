@@ -108,22 +108,30 @@ class RayExecutor:
         if self.settings.address:
             options["address"] = self.settings.address
             options["runtime_env"] = _runtime_env()
-        elif not os.environ.get("RAY_ADDRESS"):
+        elif not self._address:
             # A private cluster for this sweep, even where `ray start` left one running on this
             # machine (which ray.init would otherwise join): --ray-address joins one on purpose.
             options["address"] = "local"
         try:
             ray.init(**options)
         except (ConnectionError, RuntimeError, ValueError) as error:
-            where = self.settings.address or os.environ.get("RAY_ADDRESS") or "a local cluster"
             raise RayExecutorError(
-                f"could not connect to the Ray cluster at {where}: {one_line(error)}. Start one with "
+                f"could not connect to the Ray cluster at {self._address or 'a local cluster'}: {one_line(error)}. Start one with "
                 "`ray start --head` and pass the address it prints, or leave out --ray-address for a local cluster"
             ) from None
         self._ray = ray
-        self._capacity = _capacity(ray)
-        self._check_resources()
+        try:
+            self._capacity = _capacity(ray)
+            self._check_resources()
+        except BaseException:
+            self.__exit__()  # `with` calls __exit__ only after a successful __enter__
+            raise
         return self
+
+    @property
+    def _address(self) -> str | None:
+        """The cluster joined: --ray-address, else $RAY_ADDRESS; None for a private local one."""
+        return self.settings.address or os.environ.get("RAY_ADDRESS") or None
 
     def __exit__(self, *exc: Any) -> None:
         if self._ray is not None and self._ray.is_initialized():
@@ -177,8 +185,7 @@ class RayExecutor:
 
     def describe(self) -> str:
         cap, s = self._capacity, self.settings
-        address = s.address or os.environ.get("RAY_ADDRESS")
-        where = f"Ray cluster at {address}" if address else "a local Ray cluster for this sweep"
+        where = f"Ray cluster at {self._address}" if self._address else "a local Ray cluster for this sweep"
         if cap is None:
             return where
         per_run = f"{s.gpus_per_run} GPU(s) per run" if cap.node_gpus else f"{s.cpus_per_run:g} CPU(s) per run"
