@@ -1,4 +1,4 @@
-"""``python -m bench run | list | report``: the command line of the benchmark.
+"""``python -m bench run | list | report``: what each command does (its grammar is :mod:`bench.arguments`).
 
 Arguments are checked before anything is loaded or stored: a bad one is a one-line error with exit
 code 2 and no traceback, and nothing already stored is touched.
@@ -9,164 +9,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.config import PROFILES, Profile
+from bench.arguments import UsageError, build_parser
+from bench.executors.base import EXIT_INTERRUPTED
+from bench.profiles import PROFILES, Profile, ProfileError
 
 DEFAULT_RESULTS = Path("results")
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A bad command-line argument (exit code 2)."""
-
-
-# === Parsing ===
-
-
-def _int_at_least(minimum: int, name: str) -> Any:
-    """An argparse type: an integer >= ``minimum``, with a message naming the option."""
-    what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be {what}, got {value}")
-        return value
-
-    return parse
-
-
-def _positive_float(name: str) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
-        return value
-
-    return parse
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0,1,2"``, ``"0-2"`` or ``"3"`` -> distinct non-negative seeds, in order."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise argparse.ArgumentTypeError(
-                f"--seeds takes non-negative integers like '0,1,2' or '0-2', got {text!r}"
-            )
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise argparse.ArgumentTypeError(f"--seeds range {part!r} is empty (write low-high)")
-        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
-    return tuple(seeds)
-
-
-def _image_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--image-size must be an integer, got {text!r}") from None
-    if value < 32 or value % 32:
-        near = max(32, round(value / 32) * 32)
-        raise argparse.ArgumentTypeError(
-            f"--image-size must be a multiple of 32 (the backbones downsample 5 times), got {value}; try {near}"
-        )
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own errors: usage line, message, exit 2
-        self.print_usage(sys.stderr)
-        raise UsageError(f"{self.prog}: error: {message}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m bench", description="Train and measure segmentation models; store tidy results.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    def selection(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default: quick)")
-        p.add_argument(
-            "--arch", default="*",
-            help="glob(s), comma-separated, each matched against the architecture name or the whole model id: "
-                 "'unet', 'fcn*', 'classical' or 'classical-*' (the classical segmenters), 'unet-mobilenetv2' "
-                 "(default: all, classical included)",
-        )
-        p.add_argument(
-            "--backbone", default="*",
-            help="backbone glob(s), comma-separated; a classical model's backbone is its method, e.g. 'canny' "
-                 "(default: all)",
-        )
-        p.add_argument("--seeds", type=parse_seeds, help="seeds, e.g. '0,1,2' or '0-2' (default: the profile's)")
-        p.add_argument("--data", help="auto | tfds | dir:PATH | synthetic (default: the profile's)")
-        p.add_argument("--epochs", type=_int_at_least(1, "--epochs"))
-        p.add_argument("--steps-per-epoch", type=_int_at_least(1, "--steps-per-epoch"))
-        p.add_argument("--batch-size", type=_int_at_least(1, "--batch-size"))
-        p.add_argument("--image-size", type=_image_size, help="square side in pixels, a multiple of 32")
-        p.add_argument("--weights", choices=["imagenet", "none"], help="encoder initialisation")
-        p.add_argument(
-            "--precise-bn-batches", type=_int_at_least(0, "--precise-bn-batches"),
-            help="training batches for recomputing BatchNorm statistics before evaluation; 0 = off",
-        )
-        p.add_argument(
-            "--gpus-per-run", type=_int_at_least(1, "--gpus-per-run"), default=1, metavar="N",
-            help="GPUs one run trains on; above 1 with tf.distribute.MirroredStrategy, the global batch staying "
-                 "the profile's (default: 1, the GPU where there is one, else the CPU)",
-        )
-        p.add_argument("--out", type=Path, help="results directory (default: results/<profile>)")
-
-    run = commands.add_parser("run", help="train and measure the selected matrix, then render the report")
-    selection(run)
-    run.add_argument("--force", action="store_true", help="redo runs that are already stored")
-    run.add_argument("--retry-failed", action="store_true", help="redo stored failed runs (successes are kept)")
-    run.add_argument("--run-timeout", type=float, metavar="SECONDS", help="stop a run after this long (stored as failed)")
-    run.add_argument("--no-report", action="store_true", help="do not render the report at the end")
-    run.add_argument(
-        "--jobs", type=_int_at_least(1, "--jobs"), metavar="N",
-        help="local executor: runs at once, as long as their expected peak memory fits "
-             "(default: the profile's: 1, or 2 for smoke, whose eager timings are not compared anyway)",
-    )
-    run.add_argument(
-        "--executor", choices=["local", "ray"], default="local",
-        help="where runs execute: this machine (default) or a Ray cluster (pip install -e '.[ray]')",
-    )
-    ray = run.add_argument_group("Ray (with --executor ray)")
-    ray.add_argument(
-        "--ray-address", metavar="ADDRESS",
-        help="join this running cluster (what `ray start --head` printed, or 'auto'); default: $RAY_ADDRESS, "
-             "else a local cluster for this sweep",
-    )
-    ray.add_argument(
-        "--cpus-per-run", type=_positive_float("--cpus-per-run"), metavar="N",
-        help="CPUs a run reserves (default 1); on CPU-only nodes this decides how many runs share a node",
-    )
-    ray.add_argument(
-        "--max-retries", type=_int_at_least(0, "--max-retries"), metavar="N",
-        help="times a run whose Ray worker died (killed, out of memory, node lost) is restarted before it "
-             "is stored as failed (default 1)",
-    )
-
-    lst = commands.add_parser("list", help="show the matrix, what is stored, and the time estimate")
-    selection(lst)
-
-    report = commands.add_parser("report", help="render the report from stored results")
-    where = report.add_mutually_exclusive_group()
-    where.add_argument("--profile", help="render results/<profile>")
-    where.add_argument("--out", type=Path, help="render this results directory")
-    return parser
 
 
 # === Resolving ===
@@ -180,7 +33,6 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
         near = difflib.get_close_matches(args.profile, PROFILES, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
         raise UsageError(f"unknown profile {args.profile!r}.{hint} Profiles: {', '.join(PROFILES)}.")
-    profile = PROFILES[args.profile]
     overrides = {
         "seeds": args.seeds, "data": args.data, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
         "batch_size": args.batch_size, "image_size": args.image_size, "weights": args.weights,
@@ -189,7 +41,10 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides.get("data") is not None:
         overrides["data"] = check_data(overrides["data"])
-    profile = dataclasses.replace(profile, **overrides)
+    try:
+        profile = PROFILES[args.profile].override(**overrides)
+    except ProfileError as error:
+        raise UsageError(str(error)) from None
     if profile.batch_size % args.gpus_per_run:
         raise UsageError(
             f"--gpus-per-run {args.gpus_per_run} must divide the batch size {profile.batch_size}: the global "
@@ -211,9 +66,8 @@ def check_data(text: str) -> str:
 
 def resolve_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
     import segmodels
+    from bench.plan import select_models
     from segmodels.classical import list_classical_models
-
-    from bench.runner import select_models
 
     pairs = select_models(args.arch, args.backbone)
     if not pairs:
@@ -234,7 +88,7 @@ def results_dir(args: argparse.Namespace, profile: Profile) -> Path:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any]]:
-    from bench.runner import plan, resolve_data
+    from bench.plan import plan, resolve_data
     from bench.store import ResultsStore
 
     profile = resolve_profile(args)
@@ -255,8 +109,9 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
 def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from bench.estimate import format_duration
-    from bench.runner import estimates, status
+    from bench.clock import format_duration
+    from bench.estimate import describe_estimate, estimates
+    from bench.plan import status
 
     profile, data, store, out, runs = _prepare(args)
     st = status(runs, store)
@@ -274,8 +129,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"Data: {data.describe()}")
     print(f"Results: {out}")
     print(tabulate(rows, headers=["model", "seed", "status", "time", "run id"], tablefmt="github"))
-    from bench.runner import describe_estimate
-
     print(
         f"\n{len(runs)} runs: {len(st.done)} done, {len(st.failed)} failed, {len(st.todo)} to do; "
         f"estimated time for what is left: {describe_estimate(st.todo, est, profile.jobs)}"
@@ -288,12 +141,10 @@ _RAY_ONLY = {"ray_address": "--ray-address", "cpus_per_run": "--cpus-per-run", "
 
 def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
     """The executor the command line asks for; a context manager (Ray's connects on entry)."""
-    import contextlib
-
     if args.executor == "ray":
         if args.jobs is not None:
             raise UsageError("--jobs is for the local executor; on Ray the resources decide (see --cpus-per-run).")
-        from bench.ray_executor import RayExecutor, RaySettings
+        from bench.executors.ray import RayExecutor, RaySettings
 
         settings = RaySettings(
             address=args.ray_address, gpus_per_run=args.gpus_per_run,
@@ -304,39 +155,29 @@ def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
     if given:
         raise UsageError(f"{', '.join(given)} only applies with --executor ray.")
     if args.gpus_per_run > 1:
-        check_local_devices(args.gpus_per_run)
-    from bench.runner import LocalExecutor
+        from bench.devices import local_device_shortage
 
-    return contextlib.nullcontext(LocalExecutor(jobs=profile.jobs))
+        shortage = local_device_shortage(args.gpus_per_run)
+        if shortage:
+            raise UsageError(shortage)
+    from bench.executors.local import LocalExecutor
 
-
-def check_local_devices(replicas: int) -> None:
-    """Fails before the sweep when this machine cannot give a run ``replicas`` devices."""
-    import tensorflow as tf
-
-    from bench.worker import VIRTUAL_DEVICES_ENV
-
-    gpus = len(tf.config.list_physical_devices("GPU"))
-    available = gpus or int(os.environ.get(VIRTUAL_DEVICES_ENV, "0") or 0)  # as the worker picks them
-    if available < replicas:
-        raise UsageError(
-            f"--gpus-per-run {replicas} needs {replicas} GPUs and this machine has {gpus}. Use fewer, run on a Ray "
-            f"cluster with bigger nodes (--executor ray), or set {VIRTUAL_DEVICES_ENV}={replicas} to try the "
-            "multi-device path on CPUs."
-        )
+    return LocalExecutor(jobs=profile.jobs)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import envinfo
-    from bench.ray_executor import RayExecutorError
-    from bench.runner import describe_estimate, estimates, render_report, status, sweep
+    from bench.estimate import describe_estimate, estimates
+    from bench.executors.ray import RayExecutorError
+    from bench.plan import status
     from bench.store import SweepLockedError
+    from bench.sweep import render_report, sweep
 
     profile, data, store, out, runs = _prepare(args)
-    executor_cm = make_executor(args, profile)
+    executor = make_executor(args, profile)
     err = sys.stderr
     try:
-        with store.lock(), executor_cm as executor:
+        with store.lock(), executor:
             store.clean_staging()
             store.consolidate()
             st = status(runs, store, force=args.force, retry_failed=args.retry_failed)
@@ -381,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"`python -m bench report --out {out}`.",
             file=err,
         )
-        return 130
+        return EXIT_INTERRUPTED
     if not args.no_report:
         render_report(out, out=err)
     return 0
@@ -418,4 +259,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from bench.clock import utc_now
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +78,7 @@ def collect() -> dict[str, Any]:
         "cuda_version": str(build.get("cuda_version", "")) if gpus else "",
         "python_version": platform.python_version(),
         "git_commit": git_commit(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "memory_gb": round(_memory_bytes() / 2**30, 1),

@@ -9,11 +9,16 @@ reference machine (see the constants); it is a guide, and says so.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench.clock import format_duration
 from bench.config import RunConfig, steps_per_epoch, validation_steps
+
+if TYPE_CHECKING:
+    from bench.plan import DataChoice
+    from bench.store import ResultsStore
 
 # Calibrated on the reference machine (2 CPU cores, no GPU), 128 px, from `--profile quick` runs:
 # training images/s of U-Net on each backbone, and each architecture's cost relative to U-Net.
@@ -82,15 +87,6 @@ def model_cost(cfg: RunConfig, train_size: int, test_size: int) -> float:
     return fixed + trained / train_ips + inferred / infer_ips + latency
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 # Peak host memory (MB) of a run never measured here, by kind of model, at the reference size of
 # 4 images of 64x64 (the smoke profile: the largest peak of each kind measured on the reference
 # machine, rounded up), plus what activations add per image pixel of a batch beyond that (fitted
@@ -132,3 +128,51 @@ def peak_memory_mb(cfg: RunConfig, records: Iterable[dict[str, Any]]) -> float:
     base = PEAK_MB_REF[(kind, "mobilenetv2" if cfg.backbone == "mobilenetv2" else "resnet")]
     pixels = p.batch_size * p.image_size**2
     return (base + ACTIVATION_MB_PER_PIXEL * max(0, pixels - PEAK_REF_PIXELS)) * PEAK_MARGIN
+
+
+# === A sweep's runs ===
+
+
+# A classical run never measured here: process start, imports and data (~4 s measured at 64 px),
+# then about 20 ms per image at 128 px for each of evaluation, latency and throughput calls.
+CLASSICAL_FIXED_S = 5.0
+CLASSICAL_S_PER_IMAGE_128 = 0.02
+
+
+def _classical_cost(cfg: RunConfig, test_size: int) -> float:
+    p = cfg.profile
+    images = min(test_size, p.max_test_examples or test_size) + p.gallery_size
+    images += (1 + p.timing.throughput_calls) * p.timing.throughput_batch + p.timing.warmup_calls
+    per_image = CLASSICAL_S_PER_IMAGE_128 * (p.image_size / 128) ** 2
+    latency = min(p.timing.max_seconds, max(p.timing.min_seconds, p.timing.min_calls * per_image))
+    return CLASSICAL_FIXED_S + images * per_image + latency
+
+
+def estimates(runs: Sequence[RunConfig], store: ResultsStore, data: DataChoice) -> dict[str, Estimate]:
+    """The expected time of each run of ``runs``, by run id."""
+    from segmodels.classical import ARCHITECTURE as CLASSICAL
+
+    records = store.records()
+    train_size = int(data.provenance.get("train_size") or 0)
+    test_size = int(data.provenance.get("test_size") or 0)
+    out = {}
+    for cfg in runs:
+        est = estimate_run(cfg, records, train_size, test_size)
+        if cfg.architecture == CLASSICAL and est.source == "model":  # the cost model knows training only
+            est = Estimate(_classical_cost(cfg, test_size), "model")
+        out[cfg.run_id] = est
+    return out
+
+
+def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate], slots: int = 1) -> str:
+    """The expected time of ``todo`` and what the figure rests on; with ``slots`` runs at a time,
+    the run time spread over them (an optimistic bound: memory may keep some runs apart)."""
+    total = sum(est[c.run_id].seconds for c in todo)
+    measured = sum(1 for c in todo if est[c.run_id].source == "measured")
+    basis = (
+        f"{measured} from stored wall times of the same runs, {len(todo) - measured} from the cost model"
+        if measured else "cost model; no stored run of these models yet"
+    )
+    if slots > 1 and len(todo) > 1:
+        return f"~{format_duration(total / min(slots, len(todo)))} with {slots} runs at a time, ~{format_duration(total)} of run time ({basis})"
+    return f"~{format_duration(total)} ({basis})"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import TimingSpec
+from bench.profiles import TimingSpec
 
 PredictFn = Callable[[Any], np.ndarray]
 

@@ -79,7 +79,6 @@ class TrainResult:
     history: list[dict[str, float | int | None]]
     train_time_s: float
     train_throughput: float | None
-    steady_steps: int
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
@@ -143,4 +142,4 @@ def train(
             values = logs.get(key)
             row[key] = float(values[i]) if values is not None and i < len(values) else None
         history.append(row)
-    return TrainResult(history, train_time, timer.images_per_second, len(timer.intervals))
+    return TrainResult(history, train_time, timer.images_per_second)

@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 from bench_support import bench_cli, plugin_env
 
-from bench.cli import build_parser, resolve_pairs
-from bench.config import PROFILES
-from bench.runner import DataChoice, plan, select_models
+from bench.arguments import build_parser
+from bench.cli import resolve_pairs
+from bench.plan import DataChoice, plan, select_models
+from bench.profiles import PROFILES
 
 METHODS = ["canny", "felzenszwalb", "otsu", "slic", "sobel", "watershed"]
 CLASSICAL = [("classical", m) for m in METHODS]
@@ -52,7 +53,7 @@ def test_default_matrix_is_deep_plus_classical() -> None:
 
 
 def test_no_match_lists_the_classical_models() -> None:
-    from bench.cli import UsageError
+    from bench.arguments import UsageError
 
     args = build_parser().parse_args(["run", "--arch", "classical-*", "--backbone", "cany"])
     with pytest.raises(UsageError, match="classical-canny"):

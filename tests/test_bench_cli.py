@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from bench_support import bench_cli
 
-from bench.cli import main, parse_seeds
+from bench.arguments import parse_seeds
+from bench.cli import main
 
 BAD = [
     (["run", "--profile", "quik"], "unknown profile 'quik'. Did you mean 'quick'?"),

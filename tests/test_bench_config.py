@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from bench.config import PROFILES, RunConfig, steps_per_epoch, validation_steps
+from bench.config import RunConfig, steps_per_epoch, validation_steps
+from bench.profiles import PROFILES
 
 
 def _cfg(**profile_overrides: object) -> RunConfig:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from bench_support import bench_cli
 
-from bench.config import PROFILES, RunConfig
+from bench.config import RunConfig
 from bench.estimate import PEAK_MARGIN, peak_memory_mb
-from bench.runner import LocalExecutor
+from bench.executors.local import LocalExecutor
+from bench.profiles import PROFILES
 
 
 def _cfg(model: str, profile: str = "quick", **changes: object) -> RunConfig:
@@ -69,7 +70,7 @@ def test_jobs_and_replicas_in_the_run_identity() -> None:
 
 
 def test_missing_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench.ray_executor import RayExecutorError, import_ray
+    from bench.executors.ray import RayExecutorError, import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
     with pytest.raises(RayExecutorError, match=r"needs Ray, which is not installed .* pip install -e '\.\[ray\]'"):

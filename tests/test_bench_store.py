@@ -8,16 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.config import PROFILES, RunConfig
+from bench.config import RunConfig
 from bench.envinfo import ENV_COLUMNS
+from bench.profiles import PROFILES
+from bench.record import new_record
 from bench.store import RECORD, ResultsStore, SweepLockedError
-from bench.worker import base_record
 
 
 def _record(model: str = "unet-mobilenetv2", seed: int = 0, status: str = "ok") -> dict:
     arch, backbone = model.split("-")
     cfg = RunConfig(arch, backbone, seed, PROFILES["smoke"], "synthetic", "fp")
-    r = base_record(cfg)
+    r = new_record(cfg)
     r.update(
         status=status, dataset="synthetic", weights="none", wall_time_s=12.5,
         env={c: f"v-{c}" for c in ENV_COLUMNS} | {"synthetic": True},

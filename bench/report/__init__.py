@@ -17,6 +17,7 @@ from bench.report import classical, figures
 from bench.report.load import Predictions, Results, ResultsNotFoundError, load_results
 from bench.report.markdown import FigureEntry, build_markdown
 from bench.report.stats import current_runs, model_table, pareto_front, per_run_metrics
+from bench.store import atomic_write_text
 
 __all__ = ["FIGURE_FILES", "LEADERBOARD_MD", "ResultsNotFoundError", "render_report"]
 
@@ -139,7 +140,5 @@ def render_report(results_dir: Path) -> Path:
     md_path = results_dir / LEADERBOARD_MD
     extra = classical.section(comparison, classical_figure) if comparison is not None else []
     text = build_markdown(results, runs, superseded, table, pareto, entries, extra)
-    tmp = md_path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(md_path)
+    atomic_write_text(md_path, text)
     return md_path

@@ -16,8 +16,7 @@ import pandas as pd
 # The file names and key columns are the store's: one definition of the layout for writer and reader.
 from bench.store import ENVIRONMENT_JSON, HISTORY_COLUMNS, HISTORY_CSV, METRICS_CSV, RUN_KEY, RUNS_CSV
 from bench.store import PREDICTIONS as PREDICTIONS_NPZ
-
-RECORD_JSON = "record.json"
+from bench.store import RECORD as RECORD_JSON
 
 _REQUIRED_RUN_COLUMNS = [*RUN_KEY, "status", "error", "family"]
 _REQUIRED_METRIC_COLUMNS = ["run_id", "model", "metric", "value"]

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 from tabulate import tabulate
 
+from bench.clock import format_duration
 from bench.report.stats import CLASS_METRICS
 
 DASH = "—"
@@ -85,13 +86,7 @@ def fmt_gflops(flops: float) -> str:
 
 
 def fmt_duration(seconds: float) -> str:
-    if _missing(seconds):
-        return DASH
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    return DASH if _missing(seconds) else format_duration(seconds)
 
 
 def fmt_memory(mb: float) -> str:

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import segmodels
-from bench.config import PROFILES
+from bench.profiles import PROFILES
 from bench.timing import example_batch, make_predict_fn, measure_latency
 
 pytestmark = pytest.mark.perf

@@ -30,11 +30,11 @@ from typing import Any
 
 from bench.config import RunConfig
 from bench.estimate import peak_memory_mb
-from bench.runner import WorkerExit, exit_record, failed_record, finalize, run_worker
+from bench.executors.process import WorkerExit, exit_record, run_worker
+from bench.record import failed_record, finalize, one_line
 from bench.store import ResultsStore
-from bench.worker import one_line
 
-INSTALL_HINT = "pip install 'segbench[ray]' (in a checkout: pip install -e '.[ray]')"
+INSTALL_HINT = "pip install 'segbench[bench,ray]' (in a checkout: pip install -e '.[bench,ray]')"
 WAIT_S = 1.0  # ray.wait's timeout: Ctrl-C is handled between waits
 
 #: Environment variables a run depends on, handed to the tasks of a cluster joined by address

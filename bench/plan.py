@@ -1,0 +1,160 @@
+"""Planning a sweep: which data, which models, which runs, and which of them are already stored.
+
+:func:`resolve_data` turns the profile's data source into the concrete one every worker loads,
+:func:`select_models` picks (architecture, backbone) pairs from the command line's globs,
+:func:`plan` makes one :class:`~bench.config.RunConfig` per pair and seed, and :func:`status`
+sorts them into done, failed and to do by looking up their stored records.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.config import RunConfig
+from bench.profiles import Profile
+from bench.store import ResultsStore
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """The resolved data source of a sweep and its provenance (``bench.data.Provenance``)."""
+
+    spec: str
+    provenance: dict[str, Any]
+    requested: str = "auto"
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.provenance.get("synthetic"))
+
+    def describe(self) -> str:
+        p = self.provenance
+        if not self.synthetic:
+            kind = "real Oxford-IIIT Pet photos"
+        elif self.requested == "synthetic":
+            kind = "synthetic images (as asked)"
+        else:
+            kind = "SYNTHETIC images (no real photos found)"
+        where = f" from {p.get('location')}" if p.get("location") else ""
+        return f"{kind}{where}: {p.get('train_size')} train / {p.get('test_size')} test, via {p.get('source')}"
+
+
+def resolve_data(requested: str, image_size: int) -> DataChoice:
+    """Turns ``auto`` (or any source) into the concrete source the workers will load."""
+    from bench.data import load_pets
+
+    splits = load_pets(requested, image_size=image_size, seed=0)
+    provenance = splits.provenance.as_dict()
+    source = str(provenance.get("source", requested))
+    if source in ("tfds", "synthetic"):
+        spec = source
+    elif source.startswith("dir") and provenance.get("location"):
+        spec = f"dir:{provenance['location']}"
+    else:
+        spec = requested
+    return DataChoice(spec, provenance, requested)
+
+
+def split_globs(text: str) -> list[str]:
+    return [g.strip() for g in text.split(",") if g.strip()] or ["*"]
+
+
+def all_models() -> list[tuple[str, str]]:
+    """The matrix: every deep (architecture, backbone) pair, then every classical method as
+    (``classical``, method)."""
+    import segmodels
+    from segmodels.classical import list_classical_models
+
+    deep = [(a, b) for a in segmodels.list_architectures() for b in segmodels.list_backbones()]
+    return deep + [segmodels.parse_model_id(m) for m in list_classical_models()]
+
+
+def select_models(arch_globs: str, backbone_globs: str) -> list[tuple[str, str]]:
+    """The (architecture, backbone) pairs of :func:`all_models` matching the comma-separated globs.
+
+    An ``--arch`` glob matches the architecture name or the whole model id, so ``classical``,
+    ``classical-*`` and ``unet-mobilenetv2`` all select; a ``--backbone`` glob matches the backbone,
+    which for a classical model is its method (``canny``).
+    """
+    archs, backbones = split_globs(arch_globs), split_globs(backbone_globs)
+    return [
+        (a, b) for a, b in all_models()
+        if any(fnmatch.fnmatch(a, g) or fnmatch.fnmatch(f"{a}-{b}", g) for g in archs)
+        and any(fnmatch.fnmatch(b, g) for g in backbones)
+    ]
+
+
+# Profile fields only training reads. A classical run takes them from the named profile, so that
+# overriding them (--epochs, --weights, --seeds ...) does not change its run id: it would redo an
+# identical run. Its evaluation, timing and data settings stay those of the sweep.
+_TRAINING_ONLY = (
+    "batch_size", "epochs", "steps_per_epoch", "val_subsplits", "weights", "freeze_encoder", "learning_rate",
+    "augment", "shuffle_buffer", "precise_bn_batches",
+)
+CLASSICAL_SEED = 0  # the methods draw no random numbers: one run per sweep, whatever the seeds
+
+
+def classical_profile(profile: Profile) -> Profile:
+    """``profile`` with its training-only fields reset to the named profile's and seeds ``(0,)``."""
+    import dataclasses
+
+    from bench.profiles import PROFILES
+
+    named = PROFILES.get(profile.name)
+    fields = {f: getattr(named, f) for f in _TRAINING_ONLY if named is not None and hasattr(named, f)}
+    return dataclasses.replace(profile, **fields, seeds=(CLASSICAL_SEED,))
+
+
+def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice, *, replicas: int = 1) -> list[RunConfig]:
+    """The runs of ``pairs``, in a stable order: classical methods first (one run each, seed 0, on
+    one device: they run NumPy), then one run per deep pair and seed, cheap backbones first, each
+    on ``replicas`` devices."""
+    from segmodels.classical import ARCHITECTURE as CLASSICAL
+
+    fingerprint = str(data.provenance.get("fingerprint", ""))
+    pairs = sorted(pairs, key=lambda ab: (ab[0] != CLASSICAL, _natural(ab[1]), ab[0]))
+
+    def config(a: str, b: str, seed: int, p: Profile, replicas: int = 1) -> RunConfig:
+        return RunConfig(
+            architecture=a, backbone=b, seed=seed, profile=p, data=data.spec, dataset_fingerprint=fingerprint,
+            replicas=replicas,
+        )
+
+    classical = classical_profile(profile)
+    return [config(a, b, CLASSICAL_SEED, classical) for a, b in pairs if a == CLASSICAL] + [
+        config(a, b, s, profile, replicas) for s in profile.seeds for a, b in pairs if a != CLASSICAL
+    ]
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    """``resnet50 < resnet101 < resnet152``, MobileNet first: roughly cheapest first."""
+    parts = re.split(r"(\d+)", name)
+    return (not name.startswith("mobilenet"), *[(int(p) if p.isdigit() else p) for p in parts])
+
+
+@dataclass
+class Status:
+    """What the store says of each planned run."""
+
+    done: list[RunConfig] = field(default_factory=list)
+    failed: list[RunConfig] = field(default_factory=list)
+    todo: list[RunConfig] = field(default_factory=list)
+
+
+def status(runs: Sequence[RunConfig], store: ResultsStore, *, force: bool = False, retry_failed: bool = False) -> Status:
+    out = Status()
+    for cfg in runs:
+        record = None if force else store.load_record(cfg.run_id)
+        if record is None:
+            out.todo.append(cfg)
+        elif record.get("status") == "ok":
+            out.done.append(cfg)
+        elif retry_failed:
+            out.todo.append(cfg)
+        else:
+            out.failed.append(cfg)
+    return out

@@ -1,0 +1,212 @@
+"""Profiles: named, frozen sets of training and measuring settings for a whole sweep.
+
+There is one base, :data:`QUICK` (the default profile: real data at 128 px on a short schedule),
+and the other profiles are written as overrides of it, so a reader sees what makes ``smoke`` and
+``full`` different and nothing else. Command-line overrides make another profile the same way
+(:meth:`Profile.override`). Every profile, named or overridden, is checked in one place
+(:func:`profile_problem`) when it is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Every backbone downsamples five times.
+SIZE_MULTIPLE = 32
+#: At most this many seeds in one sweep: each is a full training run of every model.
+MAX_SEEDS = 100
+
+
+class ProfileError(ValueError):
+    """A profile setting out of range; the message names the command-line option that sets it."""
+
+
+@dataclass(frozen=True)
+class TimingSpec:
+    """How inference speed is measured (see :mod:`bench.timing`).
+
+    Attributes:
+        warmup_calls: Untimed calls first (tracing, allocator warm-up).
+        min_calls: At least this many timed batch-1 calls ...
+        min_seconds: ... and at least this long, ...
+        max_calls: ... but at most this many calls ...
+        max_seconds: ... or this long, whichever comes first once the minimums are met.
+        throughput_batch: The fixed larger batch for inference throughput (images/s).
+        throughput_calls: Timed calls at that batch (after one warm-up call).
+    """
+
+    warmup_calls: int = 3
+    min_calls: int = 20
+    min_seconds: float = 2.0
+    max_calls: int = 200
+    max_seconds: float = 10.0
+    throughput_batch: int = 16
+    throughput_calls: int = 3
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named, frozen set of settings for a whole sweep.
+
+    Attributes:
+        name: ``smoke``, ``quick`` or ``full`` (the results directory is ``results/<name>``).
+        description: One line for ``python -m bench list``.
+        data: Data source (``bench.data.load_pets``): ``auto``, ``tfds``, ``dir:PATH``, ``synthetic``.
+        image_size: Square side in pixels (a multiple of 32).
+        batch_size: Training batch size.
+        epochs: Training epochs.
+        steps_per_epoch: Training steps per epoch; ``None`` is the chapter's ``train_size // batch``.
+        val_subsplits: Validation runs ``test_size // batch // val_subsplits`` steps after each
+            epoch (the chapter's ``VAL_SUBSPLITS``), at least one.
+        max_test_examples: Evaluate on the first N test examples only (``None``: the whole split).
+        seeds: One run per seed.
+        weights: ``imagenet`` (falls back to random init, loudly, where unavailable) or ``none``.
+        freeze_encoder: Freeze the encoder, but only when pretrained weights were really loaded.
+        learning_rate: Adam learning rate.
+        augment: Random flips in the training pipeline (seeded).
+        shuffle_buffer: Shuffle buffer of the training pipeline.
+        precise_bn_batches: Training batches over which BatchNorm population statistics are
+            recomputed before evaluation ("precise BN"); 0 turns it off.
+        gallery_size: Test images stored per run in ``predictions.npz``.
+        timing: How inference speed is measured.
+        run_eagerly: Train, evaluate and time without tracing (``tf.config.run_functions_eagerly``).
+            For the smoke profile only: tracing a ResNet-152's train step costs ~40 s on a CPU, far
+            more than the two steps it then runs. Eager timings are not comparable with traced
+            ones, so profiles that measure speed keep this off.
+        jobs: Runs the local executor executes at once (``--jobs``), memory permitting. Above 1
+            the runs share the cores and slow each other down, so profiles that measure speed keep
+            1; the smoke profile's eager runs are mostly single-threaded Python and run two at a
+            time. Not part of a run's identity (it changes timings only, and every record says how
+            many runs it shared the machine with).
+    """
+
+    name: str
+    description: str
+    data: str
+    image_size: int
+    batch_size: int
+    epochs: int
+    steps_per_epoch: int | None
+    val_subsplits: int
+    max_test_examples: int | None
+    seeds: tuple[int, ...]
+    weights: str
+    freeze_encoder: bool
+    learning_rate: float = 1e-3
+    augment: bool = True
+    shuffle_buffer: int = 1000
+    precise_bn_batches: int = 30
+    gallery_size: int = 4
+    timing: TimingSpec = field(default_factory=TimingSpec)
+    run_eagerly: bool = False
+    jobs: int = 1
+
+    def __post_init__(self) -> None:
+        problem = profile_problem(self)
+        if problem:
+            raise ProfileError(problem)
+
+    def override(self, **changes: Any) -> Profile:
+        """This profile with ``changes`` applied (validated like any profile)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def profile_problem(p: Profile) -> str | None:
+    """What is wrong with ``p``, named by the command-line option that sets it, or ``None``."""
+    for name in ("batch_size", "epochs", "val_subsplits", "jobs"):
+        value = getattr(p, name)
+        if not isinstance(value, int) or value < 1:
+            return f"{_flag(name)} must be a positive integer, got {value}"
+    for name in ("steps_per_epoch", "max_test_examples"):
+        value = getattr(p, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            return f"{_flag(name)} must be a positive integer or unset, got {value}"
+    for name in ("precise_bn_batches", "gallery_size"):
+        value = getattr(p, name)
+        if not isinstance(value, int) or value < 0:
+            return f"{_flag(name)} must be an integer >= 0, got {value}"
+    if p.image_size < SIZE_MULTIPLE or p.image_size % SIZE_MULTIPLE:
+        near = max(SIZE_MULTIPLE, round(p.image_size / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+        return (
+            f"--image-size must be a multiple of {SIZE_MULTIPLE} (the backbones downsample 5 times), "
+            f"got {p.image_size}; try {near}"
+        )
+    if not p.seeds:
+        return "--seeds must name at least one seed"
+    if any(s < 0 for s in p.seeds):
+        return f"--seeds must be non-negative, got {min(p.seeds)}"
+    if len(p.seeds) > MAX_SEEDS:
+        return (
+            f"--seeds asks for {len(p.seeds)} seeds; at most {MAX_SEEDS} per sweep (each seed trains every "
+            "model once): pass a smaller range"
+        )
+    if p.weights not in ("imagenet", "none"):
+        return f"--weights must be 'imagenet' or 'none', got {p.weights!r}"
+    if not p.learning_rate > 0:
+        return f"learning_rate must be positive, got {p.learning_rate}"
+    return None
+
+
+#: The base profile and the default: real photos where there are any, at 128 px, a short schedule
+#: sized for <= 60 min of the whole matrix on 2 CPU cores.
+QUICK = Profile(
+    name="quick",
+    description="best real data at 128 px, a short schedule sized for <= 60 min on 2 CPU cores",
+    data="auto",
+    image_size=128,
+    batch_size=8,
+    epochs=2,
+    steps_per_epoch=2,
+    val_subsplits=5,
+    max_test_examples=32,
+    seeds=(0,),
+    weights="imagenet",
+    freeze_encoder=True,
+    precise_bn_batches=4,
+    gallery_size=4,
+    timing=TimingSpec(
+        warmup_calls=2, min_calls=10, min_seconds=1.0, max_calls=50, max_seconds=3.0,
+        throughput_batch=8, throughput_calls=1,
+    ),
+)
+
+#: Does everything work: synthetic data, two steps, eager (CI).
+SMOKE = QUICK.override(
+    name="smoke",
+    description="synthetic data, 64 px, 2 training steps: does everything work (CI)",
+    data="synthetic",
+    image_size=64,
+    batch_size=4,
+    epochs=1,
+    max_test_examples=8,
+    weights="none",
+    freeze_encoder=False,
+    precise_bn_batches=2,
+    timing=TimingSpec(
+        warmup_calls=1, min_calls=5, min_seconds=0.2, max_calls=20, max_seconds=1.0,
+        throughput_batch=2, throughput_calls=1,
+    ),
+    run_eagerly=True,
+    jobs=2,
+)
+
+#: The chapter's protocol, for GPUs.
+FULL = QUICK.override(
+    name="full",
+    description="the chapter's protocol: 128 px, batch 64, 20 epochs, pretrained encoder, 3 seeds (GPU)",
+    batch_size=64,
+    epochs=20,
+    steps_per_epoch=None,
+    max_test_examples=None,
+    seeds=(0, 1, 2),
+    precise_bn_batches=30,
+    timing=TimingSpec(throughput_batch=32, throughput_calls=5),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, QUICK, FULL)}
