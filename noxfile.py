@@ -37,7 +37,7 @@ def _wants_ray(args: list[str]) -> bool:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (the heavy models run in subprocesses, two workers at a time)."""
-    session.install("-e", ".[test,ray]")
+    session.install("-e", ".[bench,test,ray]")
     args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-m", "not perf"]
     session.run("pytest", *args, env=_env())
 
@@ -45,7 +45,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Train and measure the model matrix, then render the leaderboard (`-- --executor ray` on Ray)."""
-    session.install("-e", ".[ray]" if _wants_ray(session.posargs) else ".")
+    session.install("-e", ".[bench,ray]" if _wants_ray(session.posargs) else ".[bench]")
     session.run("python", "-m", "bench", "run", *session.posargs, env=_env())
 
 
@@ -56,7 +56,7 @@ def perf(session: nox.Session) -> None:
     The JSON lands beside the quick profile's results; the suite compares the harness's batch-1
     p50 with pytest-benchmark's median for the same callable (they must agree within 10%).
     """
-    session.install("-e", ".[test]")
+    session.install("-e", ".[bench,test]")
     out = ROOT / "results" / "quick"
     out.mkdir(parents=True, exist_ok=True)
     args = session.posargs or ["tests/perf", "-s"]
@@ -69,5 +69,5 @@ def perf(session: nox.Session) -> None:
 @nox.session
 def report(session: nox.Session) -> None:
     """Re-render the leaderboard from stored results (`-- --profile smoke` for another profile)."""
-    session.install("-e", ".")
+    session.install("-e", ".[report]")
     session.run("python", "-m", "bench", "report", *session.posargs, env=_env())

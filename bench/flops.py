@@ -16,19 +16,19 @@ from typing import Any
 def flops_per_image(model: Any, image_size: int) -> int:
     """Floating-point operations of one forward pass of one ``image_size`` x ``image_size`` image."""
     import tensorflow as tf
-    from tensorflow.python.profiler.model_analyzer import profile
-    from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
 
     forward = tf.function(lambda x: model(x, training=False))
     concrete = forward.get_concrete_function(tf.TensorSpec([1, image_size, image_size, 3], tf.float32))
-    options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    # The graph profiler's public home is tf.compat.v1.profiler; TF2 has no other FLOP counter.
+    builder = tf.compat.v1.profiler.ProfileOptionBuilder
+    options = builder(builder.float_operation()).with_empty_output().build()
     # The variables stay variables (no freezing): their shapes are static in the traced graph, and
     # freezing a 450 M-parameter FCN would copy 1.8 GB of weights into a GraphDef.
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel("ERROR")  # the v1 profiler's own deprecation warnings
     try:
-        stats = profile(concrete.graph, options=options)
+        stats = tf.compat.v1.profiler.profile(concrete.graph, options=options)
     finally:
         logger.setLevel(level)
     return int(stats.total_float_ops)

@@ -15,7 +15,6 @@ consistent whenever the sweep is killed:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -159,7 +158,14 @@ class ResultsStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Holds an exclusive lock on the directory for the duration of a sweep."""
+        """Holds an exclusive lock on the directory for the duration of a sweep.
+
+        POSIX only (``fcntl.flock``), as is the sweep that takes it: its workers run in process
+        groups and are stopped by signal. fcntl is imported here, not at the top, so that the
+        report, which reads the store, imports on Windows too.
+        """
+        import fcntl
+
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
         with open(path, "a+", encoding="utf-8") as f:

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from bench_support import bench_cli, bench_cmd, plugin_env
 
-pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
+pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[bench,ray]'")
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
