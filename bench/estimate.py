@@ -3,7 +3,10 @@
 The estimate printed before a sweep prefers what this machine already measured: the median wall
 time of stored successful runs of the same model, profile and image size (seeds and small
 overrides aside). Models never run here get a cost model calibrated on this project's 2-core CPU
-reference machine (see the constants); it is a guide, and says so.
+reference machine; it is a guide, and says so. What the cost model knows of each architecture and
+backbone is a hint in its registry entry (``segmodels.registry.ArchitectureCost`` and
+``BackboneCost``, set beside the model's code); a model that gives none, or a name the registry
+does not know, gets those classes' defaults.
 """
 
 from __future__ import annotations
@@ -14,26 +17,33 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.clock import format_duration
-from bench.config import RunConfig, steps_per_epoch, validation_steps
+from bench.config import CLASSICAL, RunConfig, steps_per_epoch, validation_steps
+from segmodels.registry import (
+    ArchitectureCost,
+    BackboneCost,
+    UnknownNameError,
+    get_architecture,
+    get_backbone,
+)
 
 if TYPE_CHECKING:
     from bench.plan import DataChoice
     from bench.store import ResultsStore
 
-# Calibrated on the reference machine (2 CPU cores, no GPU), 128 px, from `--profile quick` runs:
-# training images/s of U-Net on each backbone, and each architecture's cost relative to U-Net.
-TRAIN_IMAGES_PER_S_128 = {"mobilenetv2": 25.0, "resnet50": 4.5, "resnet101": 2.6, "resnet152": 1.8}
-ARCH_COST = {
-    "unet": 1.0, "fcn32s": 1.3, "fcn16s": 1.3, "fcn8s": 1.3, "segnet": 1.5, "bayesian_segnet": 1.5,
-    "deeplabv3": 2.2, "fpn": 0.8,
-}
-# Fixed costs per run, seconds: process start and imports, data, model build and FLOP count,
-# tracing of the train, validation, precise-BN and predict functions (most of a quick run).
-FIXED_S = {"mobilenetv2": 28.0, "resnet50": 40.0, "resnet101": 55.0, "resnet152": 70.0}
-HEAVY_ARCHS = {"fcn32s", "fcn16s", "fcn8s"}  # the 7x7x4096 fc6 layer: 0.26-0.41 G parameters
-# Building, initialising and updating those parameters (measured: FCN-ResNet50 ~95 s a quick run).
-HEAVY_EXTRA_S = {"mobilenetv2": 12.0, "resnet50": 35.0, "resnet101": 35.0, "resnet152": 35.0}
 INFERENCE_SPEEDUP = 3.0  # a forward pass costs about a third of a training step
+
+
+def cost_hints(cfg: RunConfig) -> tuple[ArchitectureCost, BackboneCost]:
+    """The registry's cost hints for ``cfg``'s architecture and backbone; defaults where it has none."""
+    try:
+        architecture = get_architecture(cfg.architecture).cost
+    except UnknownNameError:  # e.g. "classical": the cost model knows networks only
+        architecture = ArchitectureCost()
+    try:
+        backbone = get_backbone(cfg.backbone).cost
+    except UnknownNameError:
+        backbone = BackboneCost()
+    return architecture, backbone
 
 
 @dataclass(frozen=True)
@@ -68,8 +78,9 @@ def estimate_run(cfg: RunConfig, records: Iterable[dict[str, Any]], train_size: 
 def model_cost(cfg: RunConfig, train_size: int, test_size: int) -> float:
     """The cost model: fixed costs plus images trained and inferred at the calibrated speeds."""
     p = cfg.profile
+    arch, backbone = cost_hints(cfg)
     scale = (p.image_size / 128) ** 2
-    train_ips = TRAIN_IMAGES_PER_S_128.get(cfg.backbone, 2.0) / ARCH_COST.get(cfg.architecture, 1.5) / scale
+    train_ips = backbone.train_images_per_s_128 / arch.relative_train_cost / scale
     infer_ips = train_ips * INFERENCE_SPEEDUP
     tested = min(test_size, p.max_test_examples or test_size)
     trained = p.epochs * steps_per_epoch(p, train_size) * p.batch_size
@@ -81,24 +92,16 @@ def model_cost(cfg: RunConfig, train_size: int, test_size: int) -> float:
         + (1 + p.timing.throughput_calls) * p.timing.throughput_batch
     )
     latency = min(p.timing.max_seconds, max(p.timing.min_seconds, (p.timing.min_calls + p.timing.warmup_calls) / infer_ips))
-    fixed = FIXED_S.get(cfg.backbone, 60.0) * (0.5 if p.image_size <= 64 else 1.0)
-    if cfg.architecture in HEAVY_ARCHS:
-        fixed += HEAVY_EXTRA_S.get(cfg.backbone, 35.0)
+    fixed = backbone.fixed_s * (0.5 if p.image_size <= 64 else 1.0)
+    if arch.heavy_head:
+        fixed += backbone.heavy_head_extra_s
     return fixed + trained / train_ips + inferred / infer_ips + latency
 
 
-# Peak host memory (MB) of a run never measured here, by kind of model, at the reference size of
-# 4 images of 64x64 (the smoke profile: the largest peak of each kind measured on the reference
-# machine, rounded up), plus what activations add per image pixel of a batch beyond that (fitted
-# between the smoke and quick sweeps: deeplabv3-resnet152 2498 MB -> 4280 MB for 8 x 128x128). A
-# peak is dominated by the parameters: ~30 bytes each (weights, gradients, Adam's two moments, the
-# temporaries of an update), so the FCNs' 0.45 G parameters make ~15 GB at any size.
-PEAK_MB_REF = {
-    ("fcn", "mobilenetv2"): 3400.0,
-    ("fcn", "resnet"): 15600.0,  # and any backbone this table does not know
-    ("other", "mobilenetv2"): 1300.0,
-    ("other", "resnet"): 2650.0,
-}
+# Peak host memory (MB) of a run never measured here: the backbone's hint for the reference size of
+# 4 images of 64x64 (BackboneCost.peak_mb, or peak_mb_heavy_head under a heavy head), plus what
+# activations add per image pixel of a batch beyond that (fitted between the smoke and quick
+# sweeps: deeplabv3-resnet152 2498 MB -> 4280 MB for 8 x 128x128).
 PEAK_MB_CLASSICAL = 850.0
 PEAK_REF_PIXELS = 4 * 64 * 64
 ACTIVATION_MB_PER_PIXEL = 0.0155
@@ -107,8 +110,7 @@ PEAK_MARGIN = 1.1  # the peaks of one model vary by a few percent between runs
 
 def peak_memory_mb(cfg: RunConfig, records: Iterable[dict[str, Any]]) -> float:
     """The host memory ``cfg`` is expected to peak at, with a margin: the largest stored peak of
-    the same model at the same image size and batch, else the table above."""
-    from segmodels.classical import ARCHITECTURE as CLASSICAL
+    the same model at the same image size and batch, else the registry's hints (see above)."""
 
     p = cfg.profile
     measured = [
@@ -124,8 +126,8 @@ def peak_memory_mb(cfg: RunConfig, records: Iterable[dict[str, Any]]) -> float:
         return max(measured) * PEAK_MARGIN
     if cfg.architecture == CLASSICAL:
         return PEAK_MB_CLASSICAL * PEAK_MARGIN
-    kind = "fcn" if cfg.architecture in HEAVY_ARCHS else "other"
-    base = PEAK_MB_REF[(kind, "mobilenetv2" if cfg.backbone == "mobilenetv2" else "resnet")]
+    arch, backbone = cost_hints(cfg)
+    base = backbone.peak_mb_heavy_head if arch.heavy_head else backbone.peak_mb
     pixels = p.batch_size * p.image_size**2
     return (base + ACTIVATION_MB_PER_PIXEL * max(0, pixels - PEAK_REF_PIXELS)) * PEAK_MARGIN
 
@@ -150,7 +152,6 @@ def _classical_cost(cfg: RunConfig, test_size: int) -> float:
 
 def estimates(runs: Sequence[RunConfig], store: ResultsStore, data: DataChoice) -> dict[str, Estimate]:
     """The expected time of each run of ``runs``, by run id."""
-    from segmodels.classical import ARCHITECTURE as CLASSICAL
 
     records = store.records()
     train_size = int(data.provenance.get("train_size") or 0)

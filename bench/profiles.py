@@ -13,8 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Every backbone downsamples five times.
-SIZE_MULTIPLE = 32
+from segmodels.shapes import input_size_problem
+
 #: At most this many seeds in one sweep: each is a full training run of every model.
 MAX_SEEDS = 100
 
@@ -131,12 +131,9 @@ def profile_problem(p: Profile) -> str | None:
         value = getattr(p, name)
         if not isinstance(value, int) or value < 0:
             return f"{_flag(name)} must be an integer >= 0, got {value}"
-    if p.image_size < SIZE_MULTIPLE or p.image_size % SIZE_MULTIPLE:
-        near = max(SIZE_MULTIPLE, round(p.image_size / SIZE_MULTIPLE) * SIZE_MULTIPLE)
-        return (
-            f"--image-size must be a multiple of {SIZE_MULTIPLE} (the backbones downsample 5 times), "
-            f"got {p.image_size}; try {near}"
-        )
+    size_problem = input_size_problem(p.image_size)
+    if size_problem:
+        return f"--image-size {size_problem}"
     if not p.seeds:
         return "--seeds must name at least one seed"
     if any(s < 0 for s in p.seeds):

@@ -11,12 +11,12 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Sequence
-
-import keras
+from typing import TYPE_CHECKING, Any
 
 from segmodels._discovery import load_plugins
-from segmodels.backbones.base import Encoder, check_input_shape
 from segmodels.registry import (
+    ArchitectureCost,
+    BackboneCost,
     UnknownNameError,
     architecture_names,
     backbone_names,
@@ -25,13 +25,25 @@ from segmodels.registry import (
     register_architecture,
     register_backbone,
 )
+from segmodels.shapes import SIZE_MULTIPLE, check_input_shape, input_size_problem
 from segmodels.weights import WeightsUnavailableError
 
+if TYPE_CHECKING:
+    import keras
+
+    from segmodels.backbones.base import Encoder
+
 __all__ = [
+    "SIZE_MULTIPLE",
+    "ArchitectureCost",
+    "BackboneCost",
     "Encoder",
     "UnknownNameError",
     "WeightsUnavailableError",
     "create_model",
+    "get_architecture",
+    "get_backbone",
+    "input_size_problem",
     "list_architectures",
     "list_backbones",
     "list_models",
@@ -41,6 +53,16 @@ __all__ = [
     "register_architecture",
     "register_backbone",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Keras loads with the first model (seconds), not with the package: the harness imports the
+    # light parts (class list, size check, suggestions) without it.
+    if name == "Encoder":
+        from segmodels.backbones.base import Encoder
+
+        return Encoder
+    raise AttributeError(f"module 'segmodels' has no attribute {name!r}")
 
 
 def model_id(architecture: str, backbone: str) -> str:

@@ -34,8 +34,8 @@ def load_plugins(modules: str | None = None) -> None:
             importlib.import_module(name)
         except ImportError as error:
             raise ImportError(
-                f"Could not import model plugin {name!r} (from SEGMODELS_PLUGINS or --plugins): "
-                f"{error}. Is its folder on PYTHONPATH?"
+                f"Could not import model plugin {name!r} (named in $SEGMODELS_PLUGINS or passed to "
+                f"segmodels.load_plugins): {error}. Is its folder on PYTHONPATH?"
             ) from error
 
 

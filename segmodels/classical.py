@@ -6,7 +6,8 @@ that partition, and one shared step draws the trimap border band around it. Only
 differs between methods, so a comparison of methods compares edge-based with region-based
 evidence and nothing else.
 
-Methods (``CLASSICAL_METHODS``):
+Methods (registered with :func:`segmodels.registry.register_classical`, listed by
+:func:`segmodels.registry.classical_names`):
 
 * edge-based, edges closed (morphological closing) and hole-filled
   (``scipy.ndimage.binary_fill_holes``); the partition is the connected components of the filled
@@ -51,7 +52,7 @@ are border (the real band straddles the outline: 49 % of its pixels are nearer t
 background). The width is ``BORDER_WIDTH_128`` pixels at 128x128 (the benchmark's resolution) and
 scales with ``sqrt(H * W) / 128`` at other sizes, as the trimaps' band does when resized.
 
-Class ids follow the benchmark: 0 = pet, 1 = background, 2 = border.
+Class ids are those of :mod:`segmodels.trimap`: 0 = pet, 1 = background, 2 = border.
 
 In the benchmark a method is the model ``classical-<method>`` (architecture ``classical``, the
 method in the backbone's place), listed by :func:`list_classical_models` beside the deep models of
@@ -60,11 +61,8 @@ method in the backbone's place), listed by :func:`list_classical_models` beside 
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import keras
 import numpy as np
@@ -74,10 +72,17 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from skimage import color, feature, filters, measure, morphology, segmentation
 
-PET, BACKGROUND, BORDER = 0, 1, 2
-NUM_CLASSES = 3
-#: The architecture name of every classical model id: ``classical-<method>``.
-ARCHITECTURE = "classical"
+from segmodels.registry import (
+    CLASSICAL_ARCHITECTURE,
+    ClassicalEntry,
+    classical_names,
+    get_classical,
+    register_classical,
+)
+from segmodels.trimap import BACKGROUND, BORDER, NUM_CLASSES, PET
+
+#: The architecture name of every classical model id: ``classical-<method>`` (the registry's).
+ARCHITECTURE = CLASSICAL_ARCHITECTURE
 
 # Measured on the 210 real trimaps of the Oxford-IIIT Pet sample, each resized to 128x128 with
 # nearest neighbour: border area / outline length, the outline length being the mean of the
@@ -99,23 +104,6 @@ _CLOSING_RADIUS_128 = 4  # pixels at 128x128, scaled with the image like the bor
 # on trainval (pet IoU 0.39 at compactness 10 / threshold 12, 0.51 here).
 _SLIC_COMPACTNESS = 20.0
 _RAG_MERGE_LAB = 9.0  # Lab units; about 4 just-noticeable differences
-
-
-@dataclass(frozen=True)
-class ClassicalMethod:
-    """A classical segmenter: ``partition(image) -> int label image`` of candidate regions.
-
-    Attributes:
-        name: Registry key, e.g. ``"canny"``.
-        family: ``"edge"`` or ``"region"``: the assignment compares the two.
-        description: One line with the citation, shown in tables.
-        partition: ``(H, W, 3) float32 in [0, 1] -> (H, W) int`` label image.
-    """
-
-    name: str
-    family: Literal["edge", "region"]
-    description: str
-    partition: Callable[[np.ndarray], np.ndarray]
 
 
 # === Partitions ===
@@ -145,18 +133,23 @@ def _close_and_fill(edges: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(closed)
 
 
+@register_classical(
+    "sobel", family="edge", description="Sobel gradient magnitude, Otsu-thresholded, closed and filled"
+)
 def _sobel_partition(image: np.ndarray) -> np.ndarray:
     magnitude = filters.sobel(filters.gaussian(_grey(image), sigma=1.0))
     edges = magnitude > filters.threshold_otsu(magnitude) if np.ptp(magnitude) > 0 else np.zeros_like(magnitude, bool)
     return _components(_close_and_fill(edges))
 
 
+@register_classical("canny", family="edge", description="Canny edges (Canny 1986), closed and filled")
 def _canny_partition(image: np.ndarray) -> np.ndarray:
     # sigma=2 smooths away fur texture, which would otherwise dominate the edge map at 128 px.
     edges = feature.canny(_grey(image), sigma=2.0)
     return _components(_close_and_fill(edges))
 
 
+@register_classical("otsu", family="region", description="Global Otsu threshold (Otsu 1979)")
 def _otsu_partition(image: np.ndarray) -> np.ndarray:
     grey = filters.gaussian(_grey(image), sigma=1.0)
     if np.ptp(grey) == 0:  # threshold_otsu of a constant image is the constant: one class
@@ -164,6 +157,11 @@ def _otsu_partition(image: np.ndarray) -> np.ndarray:
     return _components(grey > filters.threshold_otsu(grey))
 
 
+@register_classical(
+    "watershed",
+    family="region",
+    description="Marker watershed of the gradient, low-gradient markers (Vincent & Soille 1991)",
+)
 def _watershed_partition(image: np.ndarray) -> np.ndarray:
     gradient = filters.sobel(filters.gaussian(_grey(image), sigma=1.0))
     if np.ptp(gradient) == 0:
@@ -201,6 +199,9 @@ def _merge_by_colour(labels: np.ndarray, lab: np.ndarray, threshold: float) -> n
     return merged[labels]
 
 
+@register_classical(
+    "slic", family="region", description="SLIC superpixels (Achanta et al. 2012) merged by colour"
+)
 def _slic_partition(image: np.ndarray) -> np.ndarray:
     # ~100 superpixels of ~13x13 px at 128x128: small enough to follow a pet's outline.
     superpixels = segmentation.slic(
@@ -209,45 +210,21 @@ def _slic_partition(image: np.ndarray) -> np.ndarray:
     return _merge_by_colour(superpixels, color.rgb2lab(image), _RAG_MERGE_LAB)
 
 
+@register_classical(
+    "felzenszwalb", family="region", description="Graph-based segmentation (Felzenszwalb & Huttenlocher 2004)"
+)
 def _felzenszwalb_partition(image: np.ndarray) -> np.ndarray:
     # scale is in the paper's units for a 128 px image; min_size drops fur-texture specks.
     return segmentation.felzenszwalb(image, scale=200.0, sigma=0.8, min_size=50)
 
 
-CLASSICAL_METHODS: dict[str, ClassicalMethod] = {
-    m.name: m
-    for m in (
-        ClassicalMethod(
-            "sobel", "edge", "Sobel gradient magnitude, Otsu-thresholded, closed and filled", _sobel_partition
-        ),
-        ClassicalMethod("canny", "edge", "Canny edges (Canny 1986), closed and filled", _canny_partition),
-        ClassicalMethod("otsu", "region", "Global Otsu threshold (Otsu 1979)", _otsu_partition),
-        ClassicalMethod(
-            "watershed",
-            "region",
-            "Marker watershed of the gradient, low-gradient markers (Vincent & Soille 1991)",
-            _watershed_partition,
-        ),
-        ClassicalMethod("slic", "region", "SLIC superpixels (Achanta et al. 2012) merged by colour", _slic_partition),
-        ClassicalMethod(
-            "felzenszwalb",
-            "region",
-            "Graph-based segmentation (Felzenszwalb & Huttenlocher 2004)",
-            _felzenszwalb_partition,
-        ),
-    )
-}
+def get_method(method: str) -> ClassicalEntry:
+    """The method called ``method``: :func:`segmodels.registry.get_classical`.
 
-
-def get_method(method: str) -> ClassicalMethod:
-    """The method called ``method``; an unknown name lists the known ones and suggests the nearest."""
-    try:
-        return CLASSICAL_METHODS[method]
-    except KeyError:
-        known = sorted(CLASSICAL_METHODS)
-        close = difflib.get_close_matches(str(method), known, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown classical method {method!r}; known: {', '.join(known)}.{hint}") from None
+    Raises:
+        UnknownNameError: An unknown name (lists the known ones, suggests the nearest).
+    """
+    return get_classical(method)
 
 
 def list_classical_models(pattern: str = "*") -> list[str]:
@@ -256,7 +233,7 @@ def list_classical_models(pattern: str = "*") -> list[str]:
     >>> list_classical_models("classical-s*")
     ['classical-slic', 'classical-sobel']
     """
-    return fnmatch.filter(sorted(f"{ARCHITECTURE}-{m}" for m in CLASSICAL_METHODS), pattern)
+    return fnmatch.filter([f"{ARCHITECTURE}-{m}" for m in classical_names()], pattern)
 
 
 # === Shared foreground rule and border band ===
@@ -336,7 +313,7 @@ def foreground(image: np.ndarray, method: str) -> np.ndarray:
 
     Args:
         image: ``(H, W, 3)`` RGB, float in [0, 1] or ``uint8``.
-        method: A key of ``CLASSICAL_METHODS``.
+        method: A registered method, e.g. ``"canny"``.
 
     Returns:
         ``(H, W)`` bool mask.
@@ -353,7 +330,7 @@ def segment(image: np.ndarray, method: str) -> np.ndarray:
 # === Keras wrapper ===
 
 
-@keras.saving.register_keras_serializable(package="segbench")
+@keras.saving.register_keras_serializable(package="segmodels")
 class ClassicalSegmenter(keras.layers.Layer):
     """A classical method as a weightless Keras layer: images -> one-hot "logits".
 
@@ -362,7 +339,7 @@ class ClassicalSegmenter(keras.layers.Layer):
     ``tf.numpy_function``, one image at a time.
 
     Args:
-        method: A key of ``CLASSICAL_METHODS``.
+        method: A registered method, e.g. ``"canny"``.
     """
 
     def __init__(self, method: str, **kwargs: Any) -> None:
@@ -395,7 +372,7 @@ def build_classical_model(
     """A ``keras.Model`` named ``"classical-<method>"`` (its model id) with no parameters.
 
     Args:
-        method: A key of ``CLASSICAL_METHODS``.
+        method: A registered method, e.g. ``"canny"``.
         input_shape: ``(height, width, 3)``; any size works.
         num_classes: Must be 3 (pet, background, border): the methods only produce trimaps.
 
@@ -403,7 +380,8 @@ def build_classical_model(
         ``images [B, H, W, 3] float in [0, 1] -> one-hot [B, H, W, 3] float32``.
 
     Raises:
-        ValueError: An unknown method (lists the known ones), ``num_classes != 3`` or a bad shape.
+        UnknownNameError: An unknown method (lists the known ones).
+        ValueError: ``num_classes != 3`` or a bad shape.
     """
     spec = get_method(method)
     if num_classes != NUM_CLASSES:

@@ -1,7 +1,13 @@
-"""Registries of architectures and backbones.
+"""Registries of architectures, backbones and classical methods.
 
 Registration is a plain decorator writing to a module-level dict: a duplicate name is an error,
-an unknown name is an error that lists the known names and suggests the nearest.
+an unknown name is an error that lists the known names and suggests the nearest
+(:func:`suggest`, the one "did you mean" of the project).
+
+An entry carries what a harness needs to know of a model besides how to build it: a cost hint
+for the benchmark's run-time and memory estimate (:class:`ArchitectureCost`, :class:`BackboneCost`).
+A model that gives none gets the defaults, so adding a model stays one file with one decorator.
+The citation of a model is its module's docstring.
 """
 
 from __future__ import annotations
@@ -9,19 +15,81 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+#: The architecture part of every classical model id: ``classical-<method>``.
+CLASSICAL_ARCHITECTURE = "classical"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class UnknownNameError(KeyError):
-    """An architecture or backbone name that nobody registered."""
+    """An architecture, backbone or classical method that nobody registered."""
 
     def __str__(self) -> str:  # KeyError would print the message with quotes around it
         return str(self.args[0])
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """``" Did you mean 'x'?"`` for the known name nearest ``name``, or ``""`` if none is near.
+
+    >>> suggest("quik", ["smoke", "quick", "full"])
+    " Did you mean 'quick'?"
+    """
+    near = difflib.get_close_matches(str(name).lower(), list(known), n=1, cutoff=0.5)
+    return f" Did you mean {near[0]!r}?" if near else ""
+
+
+# === Cost hints ===
+# Calibrated on the project's reference machine (2 CPU cores, no GPU) from `--profile quick` runs
+# at 128 px (training speed, fixed costs) and the smoke and quick sweeps (peak memory); read by
+# bench.estimate. The defaults are what a model that was never measured gets: a middling head on a
+# slow backbone, so a new model is not promised more than it may deliver.
+
+
+@dataclass(frozen=True)
+class ArchitectureCost:
+    """What an architecture adds to the cost of a run, relative to U-Net on the same backbone.
+
+    Attributes:
+        relative_train_cost: Training time per image relative to U-Net (1.0).
+        heavy_head: The head has hundreds of millions of parameters (FCN's 7x7x4096 fc6): building
+            and updating them adds :attr:`BackboneCost.heavy_head_extra_s` seconds, and they, not the
+            activations, set the peak memory (:attr:`BackboneCost.peak_mb_heavy_head`).
+    """
+
+    relative_train_cost: float = 1.5
+    heavy_head: bool = False
+
+
+@dataclass(frozen=True)
+class BackboneCost:
+    """What a backbone costs a run.
+
+    Attributes:
+        train_images_per_s_128: Training images per second of U-Net on this backbone at 128 px.
+        fixed_s: Seconds a run costs whatever its length: process start and imports, data, model
+            build and FLOP count, tracing of the train, validation, precise-BN and predict functions
+            (most of a quick run). Halved at 64 px and below.
+        heavy_head_extra_s: Seconds a heavy head (:attr:`ArchitectureCost.heavy_head`) adds on
+            this backbone.
+        peak_mb: Peak host memory (MB) of a run of 4 images of 64x64 (the smoke profile), the
+            largest measured over the architectures without a heavy head, rounded up.
+        peak_mb_heavy_head: The same for architectures with a heavy head.
+    """
+
+    train_images_per_s_128: float = 2.0
+    fixed_s: float = 60.0
+    heavy_head_extra_s: float = 35.0
+    peak_mb: float = 2650.0
+    peak_mb_heavy_head: float = 15600.0
+
+
+# === Entries ===
 
 
 @dataclass(frozen=True)
@@ -33,29 +101,54 @@ class ArchitectureEntry:
         build: ``build(encoder, num_classes, **kwargs) -> keras.Model``.
         output_stride: The stride of the deepest feature map the architecture consumes; a backbone
             asked for 16 dilates its last stage (DeepLabV3).
-        paper: Short citation shown by ``list_architectures(verbose=True)`` and the leaderboard.
+        cost: Hints for the benchmark's run-time and memory estimate.
     """
 
     name: str
     build: Callable[..., Any]
     output_stride: int = 32
-    paper: str = ""
+    cost: ArchitectureCost = field(default_factory=ArchitectureCost)
 
 
 @dataclass(frozen=True)
 class BackboneEntry:
-    """What the registry knows of a backbone: ``build(input_shape, weights, output_stride)``."""
+    """What the registry knows of a backbone.
+
+    Attributes:
+        name: Registry key, e.g. ``"resnet50"``.
+        build: ``build(input_shape, weights, output_stride) -> Encoder``.
+        cost: Hints for the benchmark's run-time and memory estimate.
+    """
 
     name: str
     build: Callable[..., Any]
+    cost: BackboneCost = field(default_factory=BackboneCost)
+
+
+@dataclass(frozen=True)
+class ClassicalEntry:
+    """What the registry knows of a classical (non-learned) segmenter (:mod:`segmodels.classical`).
+
+    Attributes:
+        name: Registry key, e.g. ``"canny"``; the model id is ``classical-<name>``.
+        family: ``"edge"`` or ``"region"``: the benchmark compares the two.
+        description: One line with the citation, shown in tables.
+        partition: ``(H, W, 3) float32 in [0, 1] -> (H, W) int`` label image of candidate regions.
+    """
+
+    name: str
+    family: Literal["edge", "region"]
+    description: str
+    partition: Callable[..., Any]
 
 
 _ARCHITECTURES: dict[str, ArchitectureEntry] = {}
 _BACKBONES: dict[str, BackboneEntry] = {}
+_CLASSICAL: dict[str, ClassicalEntry] = {}
 
 
 def _check_new(kind: str, name: str, table: dict[str, Any]) -> None:
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
             f"{kind} name {name!r} must be lowercase letters, digits and underscores "
             "(it becomes part of a model id '<architecture>-<backbone>')."
@@ -64,36 +157,66 @@ def _check_new(kind: str, name: str, table: dict[str, Any]) -> None:
         raise ValueError(f"{kind} {name!r} is already registered; pick another name.")
 
 
+# === Registration ===
+
+
 def register_architecture(
-    name: str, *, output_stride: int = 32, paper: str = ""
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    name: str, *, output_stride: int = 32, cost: ArchitectureCost | None = None
+) -> Callable[[F], F]:
     """Register ``build(encoder, num_classes, **kwargs) -> keras.Model`` under ``name``.
 
     Args:
         name: Lowercase registry key, e.g. ``"fcn8s"``.
         output_stride: 32, or 16 for architectures that want a dilated last stage.
-        paper: Short citation, e.g. ``"Long et al., CVPR 2015, arXiv:1411.4038"``.
+        cost: Cost hints for the benchmark's estimate; ``None`` for the defaults.
     """
     if output_stride not in (16, 32):
         raise ValueError(f"output_stride must be 16 or 32, got {output_stride}.")
 
-    def decorate(build: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(build: F) -> F:
         _check_new("architecture", name, _ARCHITECTURES)
-        _ARCHITECTURES[name] = ArchitectureEntry(name, build, output_stride, paper)
+        _ARCHITECTURES[name] = ArchitectureEntry(name, build, output_stride, cost or ArchitectureCost())
         return build
 
     return decorate
 
 
-def register_backbone(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``build(input_shape, weights, output_stride) -> Encoder`` under ``name``."""
+def register_backbone(name: str, *, cost: BackboneCost | None = None) -> Callable[[F], F]:
+    """Register ``build(input_shape, weights, output_stride) -> Encoder`` under ``name``.
 
-    def decorate(build: Callable[..., Any]) -> Callable[..., Any]:
+    Args:
+        name: Lowercase registry key, e.g. ``"resnet50"``.
+        cost: Cost hints for the benchmark's estimate; ``None`` for the defaults.
+    """
+
+    def decorate(build: F) -> F:
         _check_new("backbone", name, _BACKBONES)
-        _BACKBONES[name] = BackboneEntry(name, build)
+        _BACKBONES[name] = BackboneEntry(name, build, cost or BackboneCost())
         return build
 
     return decorate
+
+
+def register_classical(name: str, *, family: Literal["edge", "region"], description: str) -> Callable[[F], F]:
+    """Register ``partition(image) -> label image`` as the classical method ``name``.
+
+    Args:
+        name: Lowercase registry key, e.g. ``"canny"``.
+        family: ``"edge"`` or ``"region"``.
+        description: One line with the citation.
+    """
+    if family not in ("edge", "region"):
+        raise ValueError(f"family must be 'edge' or 'region', got {family!r}.")
+
+    def decorate(partition: F) -> F:
+        _check_new("classical method", name, _CLASSICAL)
+        _CLASSICAL[name] = ClassicalEntry(name, family, description, partition)
+        return partition
+
+    return decorate
+
+
+# === Lookup ===
 
 
 def _discover() -> None:
@@ -103,24 +226,34 @@ def _discover() -> None:
     discover()
 
 
+def _load_classical() -> None:
+    # The classical methods register themselves on import; they need the [classical] extra
+    # (scikit-image), so networks never import them.
+    import segmodels.classical  # noqa: F401
+
+
 def _lookup(kind: str, name: str, table: dict[str, T]) -> T:
-    _discover()
     try:
         return table[name]
     except KeyError:
         pass
     known = sorted(table)
-    near = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.5)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
-    raise UnknownNameError(f"Unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known)}.")
+    raise UnknownNameError(f"Unknown {kind} {name!r}.{suggest(name, known)} Known {kind}s: {', '.join(known)}.")
 
 
 def get_architecture(name: str) -> ArchitectureEntry:
+    _discover()
     return _lookup("architecture", name, _ARCHITECTURES)
 
 
 def get_backbone(name: str) -> BackboneEntry:
+    _discover()
     return _lookup("backbone", name, _BACKBONES)
+
+
+def get_classical(name: str) -> ClassicalEntry:
+    _load_classical()
+    return _lookup("classical method", name, _CLASSICAL)
 
 
 def architecture_names() -> list[str]:
@@ -131,6 +264,11 @@ def architecture_names() -> list[str]:
 def backbone_names() -> list[str]:
     _discover()
     return sorted(_BACKBONES)
+
+
+def classical_names() -> list[str]:
+    _load_classical()
+    return sorted(_CLASSICAL)
 
 
 def _unregister(names: Iterable[str]) -> None:

@@ -3,8 +3,8 @@
 keras.applications downloads weights with no timeout and retries for minutes on a machine without
 network. Here the cache (``$KERAS_HOME/models`` or ``~/.keras/models``, where Keras itself keeps
 them) is checked first; a download is tried only when the weights host answers within a few
-seconds; otherwise the error says which file is missing, where it was looked for and how to put
-it there.
+seconds (:func:`segmodels._network.host_unreachable`); otherwise the error says which file is
+missing, where it was looked for and how to put it there.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import keras
+from segmodels._network import host_unreachable
 
-PROBE_TIMEOUT_S = 5.0
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
@@ -46,15 +45,6 @@ def keras_models_dir() -> Path:
     """Where Keras caches downloaded weights (mirrors ``keras.utils.get_file``)."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return Path(home) / "models"
-
-
-def _host_answers(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -93,12 +83,19 @@ def resolve_weights(weights: str | os.PathLike[str] | None, spec: WeightsFile, b
     cached = keras_models_dir() / spec.filename
     if cached.is_file():
         return str(cached)
-    if os.environ.get("SEGMODELS_OFFLINE") == "1" or not _host_answers(spec.url):
+    host = urlparse(spec.url)
+    if os.environ.get("SEGMODELS_OFFLINE") == "1":
+        problem: str | None = "SEGMODELS_OFFLINE=1 rules out the network"
+    else:
+        problem = host_unreachable(host.hostname or "", host.port or 443)
+    if problem:
         raise WeightsUnavailableError(
             f"ImageNet weights for backbone {backbone!r} are not cached at {cached} and "
-            f"{urlparse(spec.url).hostname} cannot be reached (offline?). On a connected machine "
+            f"{host.hostname} cannot be reached ({problem}). On a connected machine "
             f"download {spec.url} and copy it to {cached} (or set KERAS_HOME), pass weights=<path "
             "to the file>, or use weights=None to train from random initialisation."
         )
+    import keras  # only to download: importing it takes seconds
+
     with _socket_timeout(DOWNLOAD_TIMEOUT_S):
         return keras.utils.get_file(spec.filename, spec.url, cache_subdir="models", file_hash=spec.md5)

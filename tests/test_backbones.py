@@ -94,9 +94,29 @@ def test_imagenet_weights_without_network_fail_within_the_probe_timeout(monkeypa
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.delenv("SEGMODELS_OFFLINE", raising=False)
-    monkeypatch.setattr(weights, "_host_answers", lambda url, timeout=weights.PROBE_TIMEOUT_S: False)
-    with pytest.raises(segmodels.WeightsUnavailableError, match="cannot be reached"):
+    monkeypatch.setattr(weights, "host_unreachable", lambda host, port=443: "timed out")
+    with pytest.raises(segmodels.WeightsUnavailableError, match=r"storage.googleapis.com cannot be reached \(timed out\)"):
         segmodels.create_model("unet", "mobilenetv2", weights="imagenet")
+
+
+def test_imagenet_weights_probe_survives_a_hanging_dns_lookup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The module promises never to hang: a resolver that never answers costs the probe's timeout.
+    import socket
+    import threading
+
+    from segmodels import _network
+
+    release = threading.Event()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv("SEGMODELS_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: release.wait(60) and [])
+    start = time.monotonic()
+    try:
+        with pytest.raises(segmodels.WeightsUnavailableError, match="no answer within"):
+            segmodels.create_model("unet", "mobilenetv2", weights="imagenet")
+    finally:
+        release.set()  # let the abandoned lookup thread finish
+    assert time.monotonic() - start < _network.PROBE_TIMEOUT_S + 2
 
 
 def test_cached_imagenet_weights_are_used_without_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

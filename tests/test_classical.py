@@ -13,10 +13,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from segmodels import classical
-from segmodels.classical import BACKGROUND, BORDER, CLASSICAL_METHODS, PET
+import segmodels
+from segmodels import classical, registry
+from segmodels.classical import BACKGROUND, BORDER, PET
 
-METHODS = sorted(CLASSICAL_METHODS)
+METHODS = registry.classical_names()
 
 # Pet IoU each method must reach on the synthetic pet below (measured 0.92-1.00 on seed 0; the margin
 # allows for library versions, not for a broken method).
@@ -66,8 +67,8 @@ def test_finds_synthetic_pet(method: str) -> None:
 
 
 def test_methods_cover_both_families() -> None:
-    assert {m.family for m in CLASSICAL_METHODS.values()} == {"edge", "region"}
-    assert {"sobel", "canny", "otsu", "watershed", "slic", "felzenszwalb"} <= set(CLASSICAL_METHODS)
+    assert {registry.get_classical(m).family for m in METHODS} == {"edge", "region"}
+    assert {"sobel", "canny", "otsu", "watershed", "slic", "felzenszwalb"} <= set(METHODS)
 
 
 # === Validity on anything ===
@@ -112,10 +113,11 @@ def test_rejects_non_rgb() -> None:
 
 
 def test_unknown_method_lists_known_and_suggests_nearest() -> None:
-    with pytest.raises(ValueError, match="Did you mean 'canny'") as info:
+    # The registry's error, as for an unknown architecture or backbone.
+    with pytest.raises(segmodels.UnknownNameError, match="Did you mean 'canny'") as info:
         classical.segment(np.zeros((32, 32, 3)), "cany")
     assert all(name in str(info.value) for name in METHODS)
-    with pytest.raises(ValueError, match="known: "):
+    with pytest.raises(segmodels.UnknownNameError, match="Known classical methods: "):
         classical.build_classical_model("unet")
 
 
@@ -182,13 +184,16 @@ def test_list_classical_models() -> None:
     assert classical.list_classical_models() == sorted(f"classical-{m}" for m in METHODS)
     assert classical.list_classical_models("classical-s*") == ["classical-slic", "classical-sobel"]
     assert classical.list_classical_models("unet-*") == []
-    import segmodels
 
     # The deep registry stays the architecture x backbone product.
     assert not set(segmodels.list_models()) & set(classical.list_classical_models())
 
 
 def test_keras_layer_config_round_trip() -> None:
+    import keras
+
+    # Registered under the model library's package, like its other Keras objects.
+    assert keras.saving.get_registered_name(classical.ClassicalSegmenter) == "segmodels>ClassicalSegmenter"
     layer = classical.ClassicalSegmenter("felzenszwalb")
     clone = classical.ClassicalSegmenter.from_config(layer.get_config())
     assert clone.method == "felzenszwalb"

@@ -30,8 +30,14 @@ def test_unknown_backbone_lists_known_names_and_suggests_the_nearest() -> None:
 
 @pytest.mark.parametrize("shape", [(100, 128, 3), (128, 130, 3), (16, 16, 3)])
 def test_input_size_must_be_a_multiple_of_32(shape: tuple[int, int, int]) -> None:
-    with pytest.raises(ValueError, match="multiples of 32.*Try"):
+    with pytest.raises(ValueError, match="multiple of 32.*; try "):
         segmodels.create_model("unet", "mobilenetv2", input_shape=shape)
+
+
+def test_the_size_check_names_the_nearest_valid_size() -> None:
+    assert segmodels.input_size_problem(128, 96) is None
+    assert segmodels.input_size_problem(100, 130).endswith("got 100x130; try 96x128")
+    assert segmodels.input_size_problem(16).endswith("got 16; try 32")  # never below one multiple
 
 
 def test_input_must_have_three_channels() -> None:
@@ -51,6 +57,43 @@ def test_duplicate_and_malformed_names_are_refused() -> None:
         segmodels.register_architecture("unet")(lambda encoder, num_classes: None)
     with pytest.raises(ValueError, match="lowercase"):
         segmodels.register_architecture("My-Net")(lambda encoder, num_classes: None)
+
+
+def test_classical_methods_follow_the_same_name_rules() -> None:
+    registry.classical_names()  # registers the built-in methods
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_classical("canny", family="edge", description="again")(lambda image: image)
+    with pytest.raises(ValueError, match="lowercase"):
+        registry.register_classical("Canny-2", family="edge", description="")(lambda image: image)
+    with pytest.raises(ValueError, match="'edge' or 'region'"):
+        registry.register_classical("blobs", family="blob", description="")  # type: ignore[arg-type]
+    with pytest.raises(segmodels.UnknownNameError, match=r"Unknown classical method 'cany'\. Did you mean 'canny'\?"):
+        registry.get_classical("cany")
+
+
+def test_suggest_names_the_nearest_or_nothing() -> None:
+    assert registry.suggest("quik", ["smoke", "quick", "full"]) == " Did you mean 'quick'?"
+    assert registry.suggest("ResNet50", ["resnet50", "resnet101"]) == " Did you mean 'resnet50'?"
+    assert registry.suggest("zzz", ["smoke", "quick", "full"]) == ""
+
+
+def test_every_model_carries_cost_hints_and_a_new_one_gets_the_defaults() -> None:
+    for name in segmodels.list_architectures():
+        assert registry.get_architecture(name).cost.relative_train_cost > 0
+    for name in segmodels.list_backbones():
+        cost = registry.get_backbone(name).cost
+        assert cost.train_images_per_s_128 > 0 and cost.peak_mb < cost.peak_mb_heavy_head
+    assert registry.get_architecture("fcn8s").cost.heavy_head
+    assert not registry.get_architecture("unet").cost.heavy_head
+
+    @segmodels.register_architecture("no_hints_test")
+    def no_hints(encoder: segmodels.Encoder, num_classes: int) -> None:
+        return None
+
+    try:
+        assert registry.get_architecture("no_hints_test").cost == segmodels.ArchitectureCost()
+    finally:
+        registry._unregister(["no_hints_test"])
 
 
 def test_a_registered_architecture_runs_on_every_backbone() -> None:
@@ -97,8 +140,9 @@ def test_a_model_in_its_own_file_joins_the_registry_through_segmodels_plugins(tm
 
 
 def test_a_missing_plugin_module_says_where_it_was_named() -> None:
-    with pytest.raises(ImportError, match="SEGMODELS_PLUGINS or --plugins"):
+    with pytest.raises(ImportError, match=r"no_such_module_xyz.*\$SEGMODELS_PLUGINS") as error:
         segmodels.load_plugins("no_such_module_xyz")
+    assert "--plugins" not in str(error.value)  # no such flag
 
 
 def test_model_ids_round_trip() -> None:
@@ -106,3 +150,13 @@ def test_model_ids_round_trip() -> None:
     assert segmodels.model_id("fcn8s", "resnet101") == "fcn8s-resnet101"
     with pytest.raises(ValueError, match="<architecture>-<backbone>"):
         segmodels.parse_model_id("unet")
+
+
+def test_the_package_and_its_light_parts_import_without_keras() -> None:
+    # The harness imports the class list, the size check and the suggestions before anything heavy.
+    code = (
+        "import sys, segmodels, segmodels.trimap, segmodels.shapes, segmodels.registry; "
+        "heavy = {'keras', 'tensorflow'} & set(sys.modules); assert not heavy, heavy; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -21,7 +21,6 @@ import tensorflow as tf
 from bench.data.provenance import Provenance
 
 AUTOTUNE = tf.data.AUTOTUNE
-NUM_CLASSES = 3  # pet, background, border
 
 
 @dataclass(frozen=True)

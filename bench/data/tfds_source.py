@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import socket
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,14 +20,17 @@ from bench.data.errors import DataError, SourceUnavailableError
 from bench.data.pipeline import AUTOTUNE, PetSplits, preprocess
 from bench.data.provenance import Provenance, fingerprint_json
 from bench.data.release import RELEASE_URL
+from segmodels._network import host_unreachable
 
 logger = logging.getLogger(__name__)
 
 DATASET = "oxford_iiit_pet"
 VERSION = "4.*.*"
 SPLITS = {"train": "train", "test": "test"}
-PROBE_TIMEOUT_S = 3.0
 FALLBACK_HOST = "thor.robots.ox.ac.uk"  # where the TFDS builder downloads the release from
+#: ``probe(host) -> None | what went wrong``, within seconds even when DNS hangs; a module attribute
+#: so that tests can stand in for the network.
+probe = host_unreachable
 
 _ALTERNATIVES = (
     f"use source 'dir:PATH' with the release (images.tar.gz and annotations.tar.gz from "
@@ -134,23 +135,3 @@ def _prepare(tfds, builder) -> None:  # noqa: ANN001 (tfds is imported lazily)
             f"({type(error).__name__}: {error}); retry, or {_ALTERNATIVES}"
         ) from error
 
-
-def probe(host: str, port: int = 443, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """Try a TCP connection to host:port; None if it opens, else what went wrong.
-
-    The attempt runs in a daemon thread so that a hanging DNS lookup (which ignores socket
-    timeouts) cannot hold the caller longer than `timeout`.
-    """
-    outcome: list[str | None] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            outcome.append(None)
-        except OSError as error:
-            outcome.append(f"{type(error).__name__}: {error}")
-
-    thread = threading.Thread(target=connect, name=f"probe-{host}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return outcome[0] if outcome else f"no answer within {timeout:g} s"

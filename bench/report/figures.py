@@ -22,11 +22,12 @@ from matplotlib.ticker import LogLocator, NullFormatter
 
 from bench.report.load import Predictions
 from bench.report.stats import CLASS_METRICS
+from segmodels.trimap import CLASS_NAMES
 
 DPI = 110
 STYLE = "whitegrid"
 # Class indices of the stored masks, in the order of the iou_* metrics: 0 pet, 1 background, 2 border.
-MASK_CLASSES = ["pet", "background", "border"]
+MASK_CLASSES = list(CLASS_NAMES)
 MASK_COLORS = ["#e69f00", "#3b4cc0", "#d4d4d4"]
 GALLERY_MAX_IMAGES = 4
 

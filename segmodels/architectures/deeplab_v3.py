@@ -20,7 +20,7 @@ from typing import Any
 import keras
 
 from segmodels.backbones.base import Encoder
-from segmodels.registry import register_architecture
+from segmodels.registry import ArchitectureCost, register_architecture
 
 ASPP_RATES = (6, 12, 18)
 ASPP_FILTERS = 256
@@ -44,7 +44,8 @@ def aspp(x: Any, filters: int = ASPP_FILTERS, rates: tuple[int, ...] = ASPP_RATE
     return _conv_bn_relu(x, filters, 1, name="aspp_project")
 
 
-@register_architecture("deeplabv3", output_stride=16, paper="Chen et al., 2017, arXiv:1706.05587")
+# Training cost relative to U-Net, measured on `--profile quick` runs (see ArchitectureCost).
+@register_architecture("deeplabv3", output_stride=16, cost=ArchitectureCost(relative_train_cost=2.2))
 def deeplabv3(encoder: Encoder, num_classes: int) -> keras.Model:
     # === Encoder (dilated, output stride 16) ===
     inputs = encoder.new_input()

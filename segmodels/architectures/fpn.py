@@ -20,7 +20,7 @@ from typing import Any
 import keras
 
 from segmodels.backbones.base import Encoder
-from segmodels.registry import register_architecture
+from segmodels.registry import ArchitectureCost, register_architecture
 
 PYRAMID_STRIDES = (4, 8, 16, 32)
 
@@ -36,7 +36,7 @@ def _head_stage(x: Any, upsamplings: int, name: str, filters: int = 128) -> Any:
     return x
 
 
-@register_architecture("fpn", paper="Kirillov et al., CVPR 2019, arXiv:1901.02446")
+@register_architecture("fpn", cost=ArchitectureCost(relative_train_cost=0.8))
 def fpn(encoder: Encoder, num_classes: int, pyramid_filters: int = 256) -> keras.Model:
     # === Encoder ===
     inputs = encoder.new_input()

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 
 from segmodels.backbones.base import Encoder
-from segmodels.registry import register_architecture
+from segmodels.registry import ArchitectureCost, register_architecture
 
 # The mirror of VGG16's five convolution stages, deepest first.
 DECODER_STAGES: tuple[tuple[int, ...], ...] = (
@@ -77,12 +77,16 @@ def build_segnet(encoder: Encoder, num_classes: int, dropout: float = 0.0) -> ke
     return keras.Model(inputs, logits)
 
 
-@register_architecture("segnet", paper="Badrinarayanan et al., TPAMI 2017, arXiv:1511.00561")
+# Training cost relative to U-Net, measured on `--profile quick` runs (see ArchitectureCost).
+_COST = ArchitectureCost(relative_train_cost=1.5)
+
+
+@register_architecture("segnet", cost=_COST)
 def segnet(encoder: Encoder, num_classes: int) -> keras.Model:
     return build_segnet(encoder, num_classes)
 
 
-@register_architecture("bayesian_segnet", paper="Kendall et al., BMVC 2017, arXiv:1511.02680")
+@register_architecture("bayesian_segnet", cost=_COST)
 def bayesian_segnet(encoder: Encoder, num_classes: int, dropout: float = 0.5) -> keras.Model:
     return build_segnet(encoder, num_classes, dropout=dropout)
 

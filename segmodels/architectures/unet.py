@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 
 from segmodels.backbones.base import Encoder
-from segmodels.registry import register_architecture
+from segmodels.registry import ArchitectureCost, register_architecture
 
 DECODER_FILTERS = (512, 256, 128, 64)
 
@@ -42,7 +42,8 @@ def upsample(filters: int, size: int, name: str, dropout: float = 0.0) -> keras.
     return keras.Sequential(layers, name=name)
 
 
-@register_architecture("unet", paper="Ronneberger et al., MICCAI 2015, arXiv:1505.04597 (TF tutorial variant)")
+# The unit of the cost hints: every architecture's training cost is relative to U-Net's.
+@register_architecture("unet", cost=ArchitectureCost(relative_train_cost=1.0))
 def unet(encoder: Encoder, num_classes: int) -> keras.Model:
     # === Encoder ===
     inputs = encoder.new_input()

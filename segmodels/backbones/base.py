@@ -79,21 +79,6 @@ class ImageNetNormalization(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
-    """Validates ``(height, width, 3)`` with sides that are multiples of 32."""
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or shape[2] != 3:
-        raise ValueError(f"input_shape must be (height, width, 3), got {tuple(input_shape)}.")
-    height, width, _ = shape
-    if height < 32 or width < 32 or height % 32 or width % 32:
-        fix = tuple(max(32, round(s / 32) * 32) for s in (height, width))
-        raise ValueError(
-            f"input_shape {shape[:2]} is not supported: height and width must be multiples of 32 "
-            f"(the backbones downsample 5 times). Try {fix[0]}x{fix[1]}."
-        )
-    return shape  # type: ignore[return-value]
-
-
 def rebuild_with(
     model: keras.Model, edit: Callable[[dict[str, Any]], None], name: str | None = None
 ) -> keras.Model:

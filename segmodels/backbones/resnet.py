@@ -16,7 +16,7 @@ from typing import Any
 import keras
 
 from segmodels.backbones.base import Encoder, make_encoder, rebuild_with
-from segmodels.registry import register_backbone
+from segmodels.registry import BackboneCost, register_backbone
 from segmodels.weights import WeightsFile, resolve_weights
 
 _URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -27,6 +27,17 @@ _VARIANTS: dict[str, tuple[Callable[..., keras.Model], int, int, str]] = {
     "resnet152": (keras.applications.ResNet152, 8, 36, "ee4c566cf9a93f14d82f913c2dc6dd0c"),
 }
 _MULTI_GRID = (1, 2, 4)
+
+# Cost hints, measured on `--profile quick` runs and the smoke and quick sweeps (see BackboneCost).
+# The peaks are the largest of any ResNet. A peak is dominated by the parameters: ~30 bytes each
+# (weights, gradients, Adam's two moments, the temporaries of an update), so the FCNs' 0.45 G
+# parameters make ~15 GB at any size.
+_PEAKS = {"peak_mb": 2650.0, "peak_mb_heavy_head": 15600.0}
+COSTS = {
+    "resnet50": BackboneCost(train_images_per_s_128=4.5, fixed_s=40.0, heavy_head_extra_s=35.0, **_PEAKS),
+    "resnet101": BackboneCost(train_images_per_s_128=2.6, fixed_s=55.0, heavy_head_extra_s=35.0, **_PEAKS),
+    "resnet152": BackboneCost(train_images_per_s_128=1.8, fixed_s=70.0, heavy_head_extra_s=35.0, **_PEAKS),
+}
 
 
 def _taps(stage3_blocks: int, stage4_blocks: int) -> dict[int, str]:
@@ -62,16 +73,16 @@ def _build(variant: str, input_shape: Sequence[int], weights: str | None, output
     return make_encoder(variant, base, taps, input_shape, "caffe", output_stride, weights or "none")
 
 
-@register_backbone("resnet50")
+@register_backbone("resnet50", cost=COSTS["resnet50"])
 def resnet50(input_shape: Sequence[int], weights: str | None = None, output_stride: int = 32) -> Encoder:
     return _build("resnet50", input_shape, weights, output_stride)
 
 
-@register_backbone("resnet101")
+@register_backbone("resnet101", cost=COSTS["resnet101"])
 def resnet101(input_shape: Sequence[int], weights: str | None = None, output_stride: int = 32) -> Encoder:
     return _build("resnet101", input_shape, weights, output_stride)
 
 
-@register_backbone("resnet152")
+@register_backbone("resnet152", cost=COSTS["resnet152"])
 def resnet152(input_shape: Sequence[int], weights: str | None = None, output_stride: int = 32) -> Encoder:
     return _build("resnet152", input_shape, weights, output_stride)
