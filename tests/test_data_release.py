@@ -4,8 +4,11 @@ the release's quirks, and every kind of bad input."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +251,82 @@ def test_real_sample_loads(pet_sample_dir):
     # Pets are a good part of each photo, the border a thin band.
     fractions = np.bincount(masks.ravel(), minlength=3) / masks.size
     assert 0.1 < fractions[0] < 0.6 and 0.02 < fractions[2] < 0.3
+
+
+# === List entries, list files and files that cannot be read (issue #11, item 7) ===
+
+
+@pytest.mark.parametrize("entry", ["../../../outside", "ABSOLUTE"])
+def test_list_entry_outside_the_dataset_folder(tmp_path, entry):
+    root = tmp_path / "a" / "b" / "pets"
+    write_release(root, TINY)
+    if entry == "ABSOLUTE":
+        entry = str(tmp_path / "a" / "outside")
+    # A valid pair where the entry points, so only the refusal can stop the load.
+    name = _names(root)[0]
+    image = root / "images" / entry
+    trimap = root / "annotations" / "trimaps" / entry
+    for source, target in ((root / "images" / f"{name}.jpg", f"{image}.jpg"),
+                           (root / "annotations" / "trimaps" / f"{name}.png", f"{trimap}.png")):
+        shutil.copy(source, target)
+    with open(root / "annotations" / "test.txt", "a") as f:
+        f.write(f"{entry} 1 1 1\n")
+    problem = rf"test\.txt:4: entry '{re.escape(entry)}' would read .* outside the dataset folder"
+    with pytest.raises(DataError, match=problem):
+        load_pets(f"dir:{root}")
+
+
+def test_list_file_that_is_not_utf8(release):
+    test_list = release / "annotations" / "test.txt"
+    test_list.write_bytes(test_list.read_bytes() + "Ragdoll_caf\u00e9 1 1 1\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"test\.txt:4: not UTF-8 text \(byte 0xe9\); .*re-extract"):
+        load_pets(f"dir:{release}")
+
+
+@pytest.mark.parametrize("how", ["permission", "directory"])
+def test_image_that_cannot_be_read(release, monkeypatch, how):
+    image = release / "images" / f"{_names(release, 'test.txt')[1]}.jpg"
+    if how == "directory":
+        image.unlink()
+        image.mkdir()
+        problem = rf"test\.txt:2: the image of '.*', .*{image.name}, is not a regular file"
+    else:  # the tests run as root, where chmod 000 reads anyway
+        read_bytes = Path.read_bytes
+
+        def refuse(path: Path) -> bytes:
+            if path == image:
+                raise PermissionError(13, "Permission denied", str(path))
+            return read_bytes(path)
+
+        monkeypatch.setattr(Path, "read_bytes", refuse)
+        problem = rf"{image.name}: cannot read it \(Permission denied\); .*test\.txt:2"
+    with pytest.raises(DataError, match=problem):
+        load_pets(f"dir:{release}")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims `width` x `height` gray pixels, with almost no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("kind", ["image", "trimap"])
+@pytest.mark.parametrize(
+    ("side", "claim"),
+    [(40000, "a huge {kind} .*Image size"),  # Pillow refuses to open it
+     (8000, r"8000x8000 pixels, over the 50,000,000")],  # Pillow would, our limit is lower
+    ids=["pillow-limit", "loader-limit"],
+)
+def test_decompression_bomb_is_refused_before_decoding(release, kind, side, claim):
+    name = _names(release)[1]
+    path = (release / "images" / f"{name}.jpg" if kind == "image"
+            else release / "annotations" / "trimaps" / f"{name}.png")
+    path.write_bytes(_png_header_only(side, side))
+    problem = rf"{path.name}: its header claims {claim.format(kind=kind)}.*trainval\.txt:2"
+    with pytest.raises(DataError, match=problem):
+        load_pets(f"dir:{release}")

@@ -1,4 +1,5 @@
-"""Where the data layer keeps what it makes (synthetic sets, extracted archives), written atomically.
+"""Where the data layer keeps what it makes, written atomically: synthetic sets and extracted
+archives (directories, below), and records of datasets decoded in full (`bench.data.verify`).
 
 A directory in the cache is complete or absent: it is built under a hidden temporary name beside
 its final place and renamed into place only when every file is written, so a crash, a Ctrl-C or a

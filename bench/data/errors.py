@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class DataError(Exception):
-    """Bad data. The message names the file (and line, for list files) and the problem."""
+    """Bad data. The message names the file (and line, for list files), the problem, and, where
+    there is one, the fix."""
 
 
 class SourceUnavailableError(DataError):

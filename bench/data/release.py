@@ -8,13 +8,13 @@ Release layout (what `images.tar.gz` and `annotations.tar.gz` extract to):
     annotations/test.txt              test split
 
 Loading validates every listed example up front, so bad data fails here with a `DataError` naming
-the file, not hours into training: list lines without an image or a trimap, empty splits, names in
-both splits, unreadable or truncated images, trimaps that are not 8-bit single-channel PNGs, with
-values outside {1, 2, 3}, or of another size than their image. Each file is read once for this and
-hashed on the way (the fingerprint); images are parsed to their header and checked to end as their
-format ends (a full decode only for those that do not), then decoded by TensorFlow in the pipeline.
-`tf.io.decode_image(channels=3, expand_animations=False)` copes with the release's quirks as TFDS
-does: a GIF gives its first frame, an RGBA PNG loses its alpha, grayscale is repeated to RGB.
+the file and what to do, not hours into training: list files that are not UTF-8, list lines
+without an image or a trimap or that point outside the release, empty splits, names in both
+splits, files that cannot be read, images of a format the pipeline cannot decode or whose header
+claims an absurd size, trimaps that are not 8-bit single-channel PNGs or not of their image's size.
+Each file is read, hashed (the fingerprint) and parsed to its header on every load; the first time
+a fingerprint is seen, every file is also decoded in full as the pipeline decodes it, which finds
+corrupt and cut-short files and trimap values outside {1, 2, 3} (`bench.data.verify`).
 
 The archives are extracted once into the cache (atomically) and reused while they are unchanged.
 """
@@ -24,13 +24,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import tarfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
@@ -38,6 +38,7 @@ from bench.data.cache import atomic_directory, cache_root
 from bench.data.errors import DataError
 from bench.data.pipeline import AUTOTUNE, PetSplits, preprocess
 from bench.data.provenance import Provenance, digest_bytes, fingerprint_examples
+from bench.data.verify import decode_image, decode_trimap, verify_examples
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +47,11 @@ TRIMAPS_DIR = "annotations/trimaps"
 SPLIT_LISTS = {"train": "annotations/trainval.txt", "test": "annotations/test.txt"}
 ARCHIVES = ("images.tar.gz", "annotations.tar.gz")
 RELEASE_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
-TRIMAP_VALUES = (1, 2, 3)
 # What tf.io.decode_image reads; PIL names the format from the file's bytes, not its extension.
 DECODABLE_FORMATS = {"JPEG", "PNG", "GIF", "BMP"}
-# How a complete file of each format ends (end-of-image marker, IEND chunk, GIF trailer).
-_TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b"\x3b"}
+# Refused before decoding: a corrupt header or a decompression bomb. The release's photos are a few
+# megapixels at most (the sample's largest is 1600x1200).
+MAX_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,14 @@ class Example:
     image: Path
     trimap: Path
     listed_at: str  # "<list file>:<line>"
+
+    @property
+    def fix(self) -> str:
+        """What to do about a bad file of this example, for error messages."""
+        return (
+            f"re-download/re-extract the release ({RELEASE_URL}), "
+            f"or delete the file and its line {self.listed_at}"
+        )
 
 
 def is_release_dir(path: Path) -> bool:
@@ -143,14 +152,29 @@ def _extract(archive: Path, into: Path) -> None:
 def read_split_list(root: Path, split: str) -> list[Example]:
     """The examples a split's list file names, each with its image and trimap checked to exist.
 
-    Blank lines and `#` comments are skipped; only the first field (the name) is used.
+    Blank lines and `#` comments are skipped; only the first field (the name) is used. A name must
+    not lead out of the release: `../x` and `/x` are refused (checked on the path as written, so a
+    release whose images/ is a link to another disk still loads).
     """
     list_path = root / SPLIT_LISTS[split]
     if not list_path.is_file():
         raise DataError(f"{list_path}: {split} split list not found")
+    try:
+        raw = list_path.read_bytes()
+    except OSError as error:
+        raise DataError(f"{list_path}: cannot read it ({error.strerror or error})") from error
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{list_path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); the release's "
+            f"lists are plain ASCII: re-download/re-extract annotations.tar.gz ({RELEASE_URL}), "
+            "or fix the line"
+        ) from error
     examples: list[Example] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
@@ -162,6 +186,16 @@ def read_split_list(root: Path, split: str) -> list[Example]:
         image = root / IMAGES_DIR / f"{name}.jpg"
         trimap = root / TRIMAPS_DIR / f"{name}.png"
         for kind, path in (("image", image), ("trimap", trimap)):
+            if not Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root)):
+                raise DataError(
+                    f"{where}: entry {name!r} would read {os.path.abspath(path)}, outside the dataset "
+                    f"folder {root}; entries name files in {IMAGES_DIR}/: fix or delete the line"
+                )
+            if path.exists() and not path.is_file():
+                raise DataError(
+                    f"{where}: the {kind} of {name!r}, {path}, is not a regular file; "
+                    "re-extract the release, or delete the line"
+                )
             if not path.is_file():
                 raise DataError(f"{where}: {name!r} has no {kind} ({path} not found)")
         examples.append(Example(name, image, trimap, where))
@@ -171,63 +205,68 @@ def read_split_list(root: Path, split: str) -> list[Example]:
 
 
 def check_example(example: Example) -> tuple[bytes, bytes]:
-    """Validate one example's files; return the SHA-256 digests of the image and the trimap.
+    """Check one example's files to their headers; return the SHA-256 digests of the image and trimap.
+
+    Cheap, so it runs on every load; `bench.data.verify` decodes the files in full, once.
 
     Raises:
-        DataError: naming the file and the problem.
+        DataError: naming the file, the problem and what to do about it.
     """
-    image_bytes = example.image.read_bytes()
-    try:
-        with Image.open(io.BytesIO(image_bytes)) as image:
-            image_format, image_size = image.format, image.size
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DataError(f"{example.image}: unreadable image ({error})") from error
+    image_bytes = _read(example.image, example)
+    image_format, _, image_size = _header(example.image, image_bytes, "image", example)
     if image_format not in DECODABLE_FORMATS:
         raise DataError(
             f"{example.image}: {image_format} image; the pipeline decodes "
-            f"{', '.join(sorted(DECODABLE_FORMATS))}"
+            f"{', '.join(sorted(DECODABLE_FORMATS))}; {example.fix}"
         )
-    if not image_bytes.rstrip(b"\0\r\n ").endswith(_TRAILERS.get(image_format, b"")):
-        # Most likely cut short (an interrupted copy or download). TensorFlow would fail on it mid-
-        # epoch without naming it, so decode it now as the pipeline will; whole files skip this.
-        try:
-            tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        except tf.errors.OpError as error:
-            raise DataError(
-                f"{example.image}: corrupt {image_format} data, cannot be decoded "
-                f"(truncated? {error.message.strip()})"
-            ) from error
 
-    trimap_bytes = example.trimap.read_bytes()
-    try:
-        with Image.open(io.BytesIO(trimap_bytes)) as trimap:
-            trimap_format, trimap_mode, trimap_size = trimap.format, trimap.mode, trimap.size
-            values = np.asarray(trimap) if trimap_mode == "L" else None
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DataError(f"{example.trimap}: unreadable trimap ({error})") from error
-    if trimap_format != "PNG" or values is None:
+    trimap_bytes = _read(example.trimap, example)
+    trimap_format, trimap_mode, trimap_size = _header(example.trimap, trimap_bytes, "trimap", example)
+    if trimap_format != "PNG" or trimap_mode != "L":
         raise DataError(
             f"{example.trimap}: trimap must be an 8-bit single-channel PNG, "
-            f"got {trimap_format} mode {trimap_mode}"
+            f"got {trimap_format} mode {trimap_mode}; {example.fix}"
         )
     if trimap_size != image_size:
         raise DataError(
             f"{example.trimap}: trimap is {trimap_size[0]}x{trimap_size[1]} but its image "
-            f"{example.image.name} is {image_size[0]}x{image_size[1]} (width x height)"
-        )
-    if values.min() < TRIMAP_VALUES[0] or values.max() > TRIMAP_VALUES[-1]:
-        bad = sorted(set(np.unique(values).tolist()) - set(TRIMAP_VALUES))
-        raise DataError(
-            f"{example.trimap}: trimap values {bad} outside {{1, 2, 3}} "
-            "(1 = pet, 2 = background, 3 = border)"
+            f"{example.image.name} is {image_size[0]}x{image_size[1]} (width x height); {example.fix}"
         )
     return digest_bytes(image_bytes), digest_bytes(trimap_bytes)
 
 
+def _read(path: Path, example: Example) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise DataError(
+            f"{path}: cannot read it ({error.strerror or error}); check that it is a file you may "
+            f"read, or {example.fix}"
+        ) from error
+
+
+def _header(
+    path: Path, data: bytes, what: str, example: Example
+) -> tuple[str, str, tuple[int, int]]:
+    """The format, mode and (width, height) a file's header gives; Pillow reads no pixels for this."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            header = image.format, image.mode, image.size
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{path}: its header claims a huge {what} ({error}); {example.fix}") from error
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"{path}: unreadable {what} ({error}); {example.fix}") from error
+    width, height = header[2]
+    if width * height > MAX_PIXELS:
+        raise DataError(
+            f"{path}: its header claims {width}x{height} pixels, over the {MAX_PIXELS:,} this loader "
+            f"decodes (a corrupt header, or a decompression bomb); {example.fix}"
+        )
+    return header
+
+
 def _decode(image_path: tf.Tensor, trimap_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    image = tf.io.decode_image(tf.io.read_file(image_path), channels=3, expand_animations=False)
-    trimap = tf.io.decode_png(tf.io.read_file(trimap_path), channels=1)
-    return image, trimap
+    return decode_image(tf.io.read_file(image_path)), decode_trimap(tf.io.read_file(trimap_path))
 
 
 def split_dataset(examples: list[Example], image_size: int) -> tf.data.Dataset:
@@ -247,6 +286,8 @@ def load_release(
 ) -> PetSplits:
     """Read, validate and fingerprint a release directory (or its archives) into `PetSplits`.
 
+    The first load of a given content also decodes every file in full (`bench.data.verify`).
+
     Args:
         path: the release directory, or a directory holding the two release archives.
         image_size: side of the square images and masks.
@@ -261,7 +302,7 @@ def load_release(
                 f"{example.listed_at}: {example.name!r} is in both splits "
                 f"(also {train_names[example.name]})"
             )
-    # Threads overlap file reads, hashing and PNG decoding (all release the GIL).
+    # Threads overlap file reads and hashing (both release the GIL).
     with ThreadPoolExecutor() as pool:
         digests = {split: list(pool.map(check_example, examples)) for split, examples in splits.items()}
     fingerprint = fingerprint_examples(
@@ -269,6 +310,11 @@ def load_release(
             split: [(e.name, *d) for e, d in zip(examples, digests[split], strict=True)]
             for split, examples in splits.items()
         }
+    )
+    verify_examples(
+        [e for examples in splits.values() for e in examples],
+        [d for split in splits for d in digests[split]],
+        fingerprint,
     )
     provenance = Provenance(
         source=source,  # type: ignore[arg-type]
