@@ -7,11 +7,13 @@ used where they can be had and a fallback to random initialisation is said loudl
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from bench.config import NUM_CLASSES, RunConfig
+from bench.config import CLASSICAL, NUM_CLASSES, RunConfig
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,11 @@ def build_model(cfg: RunConfig) -> BuiltModel:
 
     import segmodels
     from segmodels import classical
+    from segmodels.registry import get_classical
 
     shape = (cfg.profile.image_size, cfg.profile.image_size, 3)
-    if cfg.architecture == classical.ARCHITECTURE:
-        method = classical.get_method(cfg.backbone)
+    if cfg.architecture == CLASSICAL:
+        method = get_classical(cfg.backbone)
         return BuiltModel(
             classical.build_classical_model(method.name, input_shape=shape, num_classes=NUM_CLASSES),
             "none", False, "classical",
@@ -84,3 +87,22 @@ def build_model(cfg: RunConfig) -> BuiltModel:
             cfg.architecture, cfg.backbone, num_classes=NUM_CLASSES, input_shape=shape, weights=None
         )
     return BuiltModel(model, weights, frozen, "deep")
+
+
+#: How segmodels.weights words a missing file (kept in a fallback run's ``weights``).
+_UNAVAILABLE = re.compile(r"not cached at (?P<path>\S+) and (?P<host>[\w.-]+) cannot be reached")
+
+
+def imagenet_weights_available(record: dict[str, Any]) -> bool:
+    """Whether the ImageNet weights that a run stored with random initialisation lacked can be had
+    now: their file is in the Keras cache, or their host answers (never with SEGMODELS_OFFLINE=1)."""
+    import os
+
+    from segmodels._network import host_unreachable
+
+    found = _UNAVAILABLE.search(str(record.get("weights", "")))
+    if found is None:
+        return False
+    if Path(found["path"]).is_file():
+        return True
+    return os.environ.get("SEGMODELS_OFFLINE") != "1" and host_unreachable(found["host"]) is None

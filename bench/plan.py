@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.config import RunConfig
+from bench.config import CLASSICAL, RunConfig
 from bench.profiles import Profile
 from bench.store import ResultsStore
 
@@ -88,32 +88,13 @@ def select_models(arch_globs: str, backbone_globs: str) -> list[tuple[str, str]]
     ]
 
 
-# Profile fields only training reads. A classical run takes them from the named profile, so that
-# overriding them (--epochs, --weights, --seeds ...) does not change its run id: it would redo an
-# identical run. Its evaluation, timing and data settings stay those of the sweep.
-_TRAINING_ONLY = (
-    "batch_size", "epochs", "steps_per_epoch", "val_subsplits", "weights", "freeze_encoder", "learning_rate",
-    "augment", "shuffle_buffer", "precise_bn_batches",
-)
 CLASSICAL_SEED = 0  # the methods draw no random numbers: one run per sweep, whatever the seeds
-
-
-def classical_profile(profile: Profile) -> Profile:
-    """``profile`` with its training-only fields reset to the named profile's and seeds ``(0,)``."""
-    import dataclasses
-
-    from bench.profiles import PROFILES
-
-    named = PROFILES.get(profile.name)
-    fields = {f: getattr(named, f) for f in _TRAINING_ONLY if named is not None and hasattr(named, f)}
-    return dataclasses.replace(profile, **fields, seeds=(CLASSICAL_SEED,))
 
 
 def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice, *, replicas: int = 1) -> list[RunConfig]:
     """The runs of ``pairs``, in a stable order: classical methods first (one run each, seed 0, on
     one device: they run NumPy), then one run per deep pair and seed, cheap backbones first, each
     on ``replicas`` devices."""
-    from segmodels.classical import ARCHITECTURE as CLASSICAL
 
     fingerprint = str(data.provenance.get("fingerprint", ""))
     pairs = sorted(pairs, key=lambda ab: (ab[0] != CLASSICAL, _natural(ab[1]), ab[0]))
@@ -124,8 +105,9 @@ def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice, *
             replicas=replicas,
         )
 
-    classical = classical_profile(profile)
-    return [config(a, b, CLASSICAL_SEED, classical) for a, b in pairs if a == CLASSICAL] + [
+    # A classical run carries the sweep's whole profile (its comparison context is the sweep's),
+    # and its identity leaves out the training settings it never reads: --epochs does not redo it.
+    return [config(a, b, CLASSICAL_SEED, profile) for a, b in pairs if a == CLASSICAL] + [
         config(a, b, s, profile, replicas) for s in profile.seeds for a, b in pairs if a != CLASSICAL
     ]
 
@@ -138,23 +120,63 @@ def _natural(name: str) -> tuple[Any, ...]:
 
 @dataclass
 class Status:
-    """What the store says of each planned run."""
+    """What the store says of each planned run.
+
+    Attributes:
+        done, failed, todo: The planned runs by what their stored record says.
+        stored: The stored record of each planned run that has one, by the planned run id (a run
+            stored under an older id, same identity, is found too).
+        retried_weights: Runs stored with random initialisation because ImageNet weights could
+            not be had, which are redone now that they can.
+    """
 
     done: list[RunConfig] = field(default_factory=list)
     failed: list[RunConfig] = field(default_factory=list)
     todo: list[RunConfig] = field(default_factory=list)
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retried_weights: list[RunConfig] = field(default_factory=list)
 
 
-def status(runs: Sequence[RunConfig], store: ResultsStore, *, force: bool = False, retry_failed: bool = False) -> Status:
+def status(
+    runs: Sequence[RunConfig], store: ResultsStore, *, force: bool = False, retry_failed: bool = False,
+    weights_available: Callable[[dict[str, Any]], bool] | None = None,
+) -> Status:
+    """Sorts ``runs`` into done, failed and to do by their stored records.
+
+    A stored run is looked up by its identity (:meth:`RunConfig.identity`), so a run stored under
+    an older run id with the same settings is found, whatever the sweep's seed list was. A run
+    that asked for ImageNet weights and fell back to random initialisation is done only while the
+    weights still cannot be had (``weights_available(record)``, asked once per missing file).
+    """
     out = Status()
+    by_identity = store.records_by_identity()
+    available: dict[str, bool] = {}
     for cfg in runs:
-        record = None if force else store.load_record(cfg.run_id)
-        if record is None:
+        record = by_identity.get(cfg.config_hash)
+        if record is not None:
+            out.stored[cfg.run_id] = record
+        if force or record is None:
             out.todo.append(cfg)
         elif record.get("status") == "ok":
+            if fell_back(cfg, record) and weights_available is not None:
+                reason = str(record.get("weights"))  # names the missing file and its host
+                if reason not in available:
+                    available[reason] = weights_available(record)
+                if available[reason]:
+                    out.todo.append(cfg)
+                    out.retried_weights.append(cfg)
+                    continue
             out.done.append(cfg)
         elif retry_failed:
             out.todo.append(cfg)
         else:
             out.failed.append(cfg)
     return out
+
+
+def fell_back(cfg: RunConfig, record: dict[str, Any]) -> bool:
+    """Whether ``record`` is of a run that asked for ImageNet weights and trained from random ones."""
+    return (
+        cfg.architecture != CLASSICAL and cfg.profile.weights == "imagenet"
+        and str(record.get("weights", "")).startswith("none")
+    )

@@ -1,7 +1,10 @@
 """Stored results: one record per finished run, and the tidy CSVs rebuilt from all of them.
 
-The layout and columns are the contract of docs/results-schema.md. Two rules keep the store
-consistent whenever the sweep is killed:
+The layout and columns are the contract of docs/results-schema.md. A results folder belongs to
+the harness when it holds ``context.json`` (written when the harness makes the folder): the
+comparison context of its runs (:meth:`bench.config.RunConfig.context`), one per folder. The
+harness writes only into folders it owns, and only files it names. Rules that keep the store
+consistent whenever the sweep is killed or a write fails:
 
 1. A run's files are written into a staging folder (``runs/_tmp-<run_id>-<pid>``) and renamed into
    ``runs/<run_id>`` in one ``os.rename``; ``runs/<run_id>/record.json`` therefore exists only
@@ -10,36 +13,53 @@ consistent whenever the sweep is killed:
 2. runs.csv, metrics.csv and history.csv are never appended to: each is rebuilt from every stored
    record, written to a temporary file and renamed over the old one. A kill leaves the previous
    complete file or the new complete file, never a partial or duplicated row.
+3. Storing a run and rebuilding the CSVs is one step (:meth:`ResultsStore.commit_run`): when a
+   write fails (disk full), the run is taken back out and the old files stay, so records and CSVs
+   always agree; :class:`StoreWriteError` says what could not be written, where, and the space.
+4. A record that cannot be read is reported once, by path, and moved aside to ``damaged/``
+   (kept, never deleted); its run is then redone like any missing run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from bench.clock import utc_now
 from bench.envinfo import ENV_COLUMNS
 
 RECORD = "record.json"
 RUN_HISTORY = "history.csv"
 PREDICTIONS = "predictions.npz"
+EVIDENCE = "evidence.npz"  # per-image evidence (bench.evidence, issue #12)
 RUNS_CSV = "runs.csv"
 METRICS_CSV = "metrics.csv"
 HISTORY_CSV = "history.csv"
 ENVIRONMENT_JSON = "environment.json"
+CONTEXT_JSON = "context.json"
+DAMAGED_DIR = "damaged"
 TMP_PREFIX = "_tmp"
+#: The files and folders the harness writes into a results folder (the report adds its own).
+STORE_FILES = frozenset(
+    {"runs", RUNS_CSV, METRICS_CSV, HISTORY_CSV, ENVIRONMENT_JSON, CONTEXT_JSON, DAMAGED_DIR, ".lock"}
+)
 
 RUN_KEY = ["run_id", "model", "architecture", "backbone", "seed"]
 RUN_COLUMNS = [
     *RUN_KEY, "profile", "dataset", "status", "error", "weights", "family",
-    "executor", "host", "concurrent_runs", "wall_time_s", "started_at", "finished_at",
+    "executor", "host", "concurrent_runs", "wall_time_s", "started_at", "finished_at", "context_id",
+    # issue #13: the speed mode the run really ran in (bench.modes.Mode; empty in older rows)
+    "precision", "xla", "deterministic", "mode_note",
 ]
 METRIC_COLUMNS = [*RUN_KEY, "profile", "dataset", "metric", "value", "unit"]
 HISTORY_COLUMNS = [*RUN_KEY, "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
@@ -49,13 +69,26 @@ class SweepLockedError(RuntimeError):
     """Another sweep is writing to the same results directory."""
 
 
+class StoreWriteError(OSError):
+    """A file of the store could not be written (disk full, read-only, ...); nothing stored was lost."""
+
+
+class FolderNotOwnedError(RuntimeError):
+    """``--out`` names a folder the harness did not make, or one it must not write into."""
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file and a rename."""
+    """Writes ``text`` to ``path`` through a temporary file and a rename; on a failed write the
+    temporary file is removed and ``path`` is left as it was."""
     tmp = path.with_name(f"{TMP_PREFIX}-{path.name}-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -74,16 +107,99 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def write_failure(path: Path, error: OSError, needed_bytes: int) -> StoreWriteError:
+    """A :class:`StoreWriteError` saying what could not be written, where, and the space it needed."""
+    try:
+        free = shutil.disk_usage(path.parent if path.parent.exists() else path.anchor).free
+        space = f"; it needed about {_size(needed_bytes)} and {_size(free)} is free there"
+    except OSError:
+        space = f"; it needed about {_size(needed_bytes)}"
+    reason = "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else (error.strerror or str(error))
+    return StoreWriteError(
+        error.errno, f"could not write {path}: {reason}{space}. Everything stored before is intact; "
+        "free some space (or fix the folder) and run the same command again to resume"
+    )
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 class ResultsStore:
-    """The results directory of one profile, ``results/<profile>`` by default.
+    """One results folder: ``runs/<run_id>/`` per run, the CSVs, ``context.json``.
 
     Args:
-        root: The directory; created on first write.
+        root: The folder; created on first write.
+        say: Where a damaged record is reported (once, when it is moved aside).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, say: Callable[[str], None] = _say) -> None:
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
+        self.say = say
+
+    # --- ownership and context ----------------------------------------------------------------
+
+    def context(self) -> dict[str, Any] | None:
+        """What ``context.json`` says (``context``, ``context_id``, ``reference``), or ``None``."""
+        try:
+            data = json.loads((self.root / CONTEXT_JSON).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise FolderNotOwnedError(f"{self.root / CONTEXT_JSON} is unreadable ({error}); restore it or delete it") from None
+        return data if isinstance(data, dict) else None
+
+    def foreign_files(self) -> list[str]:
+        """What is in the folder that the harness did not make: the reason it is not ours."""
+        if not self.root.is_dir():
+            return []
+        names = sorted(p.name for p in self.root.iterdir())
+        if self.context() is not None:
+            return []
+        if self.runs_dir.is_dir() and any(_is_record(p) for p in self.runs_dir.glob(f"*/{RECORD}")):
+            return []  # made by a harness that wrote no context.json yet: adopted by claim()
+        return names
+
+    def claim(self, context: dict[str, Any], context_id: str) -> None:
+        """Makes the folder the harness's, for runs of ``context``, or says why it cannot.
+
+        A new or empty folder gets ``context.json``; a folder of an older harness (records, no
+        context.json) is adopted. Nothing is written when the folder is not the harness's, is the
+        committed reference, or holds runs of another context.
+
+        Raises:
+            FolderNotOwnedError: with the reason and what to do instead.
+        """
+        foreign = self.foreign_files()
+        if foreign:
+            shown = ", ".join(foreign[:6]) + (f" and {len(foreign) - 6} more" if len(foreign) > 6 else "")
+            raise FolderNotOwnedError(
+                f"--out {self.root} is not empty and was not made by segbench (no {CONTEXT_JSON}); it holds {shown}. "
+                "segbench never writes into a folder it does not own: pass a new or empty folder with --out"
+            )
+        mine = self.context()
+        if mine is not None and mine.get("reference"):
+            raise FolderNotOwnedError(
+                f"{self.root} holds the committed reference results, which sweeps never change. Your results go to "
+                "results/local/<profile> (the default when --out is not given), or pass another --out"
+            )
+        if mine is not None and mine.get("context_id") != context_id:
+            raise FolderNotOwnedError(context_mismatch(self.root, mine.get("context", {}), context))
+        if mine is None:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(
+                    self.root / CONTEXT_JSON,
+                    {"segbench": "results folder", "context_id": context_id, "context": context,
+                     "reference": False, "created_at": utc_now()},
+                )
+            except OSError as error:
+                raise FolderNotOwnedError(f"--out {self.root} cannot be written: {error.strerror or error}") from None
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -91,22 +207,80 @@ class ResultsStore:
         return self.runs_dir / run_id
 
     def load_record(self, run_id: str) -> dict[str, Any] | None:
-        path = self.run_dir(run_id) / RECORD
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
+        """The stored record of ``run_id``; ``None`` where there is none (or a damaged one, moved aside)."""
+        return self._read(self.run_dir(run_id) / RECORD)
 
     def records(self) -> list[dict[str, Any]]:
-        """Every stored record, sorted by run id."""
+        """Every stored record, sorted by run id; damaged ones are reported and moved aside."""
         if not self.runs_dir.is_dir():
             return []
         out = []
         for path in sorted(self.runs_dir.glob(f"*/{RECORD}")):
             if path.parent.name.startswith(TMP_PREFIX):
                 continue
-            out.append(json.loads(path.read_text(encoding="utf-8")))
+            record = self._read(path)
+            if record is not None:
+                out.append(record)
         return out
+
+    def records_by_identity(self) -> dict[str, dict[str, Any]]:
+        """Every stored record by the hash of its identity under the current rules
+        (:meth:`bench.config.RunConfig.identity`); of several with one identity, the latest."""
+        return dict(self.records_by_identity_all())
+
+    def records_by_identity_all(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(identity hash, record)`` of every stored record a current RunConfig can read, oldest first."""
+        from bench.config import RunConfig
+
+        out = []
+        for record in sorted(self.records(), key=lambda r: (str(r.get("finished_at") or ""), r["run_id"])):
+            try:
+                out.append((RunConfig.from_dict(record["config"]).config_hash, record))
+            except (KeyError, TypeError, ValueError):
+                continue  # not a run of a config this harness can read: never "already done"
+        return out
+
+    def _same_run(self, record: dict[str, Any]) -> list[str]:
+        """The run ids stored for the run of ``record``: its own, and older ids of the same identity."""
+        from bench.config import RunConfig
+
+        ids = [record["run_id"]]
+        try:
+            identity = RunConfig.from_dict(record["config"]).config_hash
+        except (KeyError, TypeError, ValueError):
+            return ids
+        for key, stored in self.records_by_identity_all():
+            if key == identity and stored["run_id"] not in ids:
+                ids.append(stored["run_id"])
+        return ids
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as error:
+            return self._set_aside(path, f"unreadable ({error})")
+        try:
+            record = json.loads(text)
+        except ValueError as error:
+            return self._set_aside(path, f"not valid JSON ({error})")
+        if not _is_record(record):
+            return self._set_aside(path, "not a segbench record (no run_id, model, status and config)")
+        return record
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        """Moves a damaged run folder to ``damaged/`` and says so, once."""
+        folder = path.parent
+        target = self.root / DAMAGED_DIR / f"{folder.name}-{utc_now().replace(':', '')}"
+        try:
+            target.parent.mkdir(exist_ok=True)
+            os.rename(folder, target)
+            where = f"moved to {target}; its run will be redone"
+        except OSError as error:
+            where = f"could not move it aside ({error.strerror or error}); it is skipped"
+        self.say(f"warning: damaged record {path}: {why}; {where}.")
+        return None
 
     def staging_dir(self, run_id: str) -> Path:
         """A fresh folder to write a run's files into before :meth:`commit_run`."""
@@ -117,44 +291,115 @@ class ResultsStore:
         return path
 
     def commit_run(self, staging: Path, record: dict[str, Any]) -> Path:
-        """Writes ``record`` into ``staging`` and renames the folder to ``runs/<run_id>``.
+        """Stores ``record`` and its files from ``staging`` as ``runs/<run_id>`` and rebuilds the CSVs.
 
-        A run stored before (``--force``) is replaced: it is first renamed aside, so a kill in
-        between leaves either the old or the new run, or neither (the run is then redone), never
-        a mixture.
+        A run stored before (``--force``, ``--retry-failed``, or the same run under an older id:
+        same identity) is replaced: it is renamed aside first and removed only once the CSVs agree with the new run,
+        so a kill leaves the old or the new run, never a mixture, and a failed write (disk full)
+        leaves the store exactly as it was.
+
+        Raises:
+            StoreWriteError: what could not be written; the staging folder is removed.
         """
-        atomic_write_json(staging / RECORD, record)
         target = self.run_dir(record["run_id"])
-        if target.exists():
-            trash = self.runs_dir / f"{TMP_PREFIX}-old-{record['run_id']}-{os.getpid()}"
-            os.rename(target, trash)
-            os.rename(staging, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(staging, target)
+        text = json.dumps(_json_safe(record), indent=1, sort_keys=True) + "\n"
+        try:
+            atomic_write_text(staging / RECORD, text)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise write_failure(staging / RECORD, error, len(text.encode())) from None
+        old = [self.run_dir(r) for r in self._same_run(record) if self.run_dir(r).exists()]
+        trash = [self.runs_dir / f"{TMP_PREFIX}-old-{p.name}-{os.getpid()}" for p in old]
+        for path, aside in zip(old, trash, strict=True):
+            os.rename(path, aside)
+        os.rename(staging, target)
+        try:
+            self.consolidate()
+        except StoreWriteError:
+            os.rename(target, staging)  # take the new run back out: records and CSVs keep agreeing
+            for path, aside in zip(old, trash, strict=True):
+                os.rename(aside, path)
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        for aside in trash:
+            shutil.rmtree(aside, ignore_errors=True)
         return target
 
-    def clean_staging(self) -> int:
-        """Removes staging folders left by a killed sweep; returns how many."""
-        if not self.runs_dir.is_dir():
-            return 0
-        stale = [p for p in self.runs_dir.iterdir() if p.name.startswith(TMP_PREFIX)]
+    def clean_temporary(self) -> int:
+        """Removes what a killed sweep or report left: staging folders and ``_tmp-*`` files of the
+        store's own naming, in ``runs/`` and in the folder itself. Returns how many."""
+        stale = [
+            p for folder in (self.root, self.runs_dir) if folder.is_dir()
+            for p in folder.iterdir() if p.name.startswith(f"{TMP_PREFIX}-")
+        ]
         for path in stale:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return len(stale)
 
+    clean_staging = clean_temporary
+
     # --- the tidy tables -----------------------------------------------------------------------
 
     def consolidate(self) -> None:
-        """Rebuilds runs.csv, metrics.csv and history.csv from every stored record."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        runs, metrics, history = tables(self.records())
-        for frame, name in ((runs, RUNS_CSV), (metrics, METRICS_CSV), (history, HISTORY_CSV)):
-            atomic_write_text(self.root / name, frame.to_csv(index=False))
+        """Rebuilds runs.csv, metrics.csv and history.csv from every stored record.
+
+        All three are written to temporary files first and renamed only when all three were
+        written, so a failed write leaves the three old files, which agree with each other.
+
+        Raises:
+            StoreWriteError: a file could not be written; the old CSVs are untouched.
+        """
+        frames = tables(self.records())
+        texts = {name: frame.to_csv(index=False) for frame, name in zip(frames, (RUNS_CSV, METRICS_CSV, HISTORY_CSV), strict=True)}
+        written: list[tuple[Path, Path]] = []
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for name, text in texts.items():
+                final = self.root / name
+                tmp = final.with_name(f"{TMP_PREFIX}-{name}-{os.getpid()}")
+                written.append((tmp, final))
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+        except OSError as error:
+            for tmp, _ in written:
+                tmp.unlink(missing_ok=True)
+            failed = written[-1][1] if written else self.root
+            raise write_failure(failed, error, sum(len(t.encode()) for t in texts.values())) from None
+        for tmp, final in written:
+            os.replace(tmp, final)
+
+    def tables_problem(self) -> str | None:
+        """Why the CSVs cannot be trusted (missing, unreadable, or not what the records say), or ``None``."""
+        ids = {r["run_id"] for r in self.records()}
+        ok = {r["run_id"] for r in self.records() if r.get("status") == "ok" and r.get("metrics")}
+        for name, required, expected in (
+            (RUNS_CSV, [*RUN_KEY, "status"], ids), (METRICS_CSV, ["run_id", "metric", "value"], ok),
+            (HISTORY_CSV, HISTORY_COLUMNS, None),
+        ):
+            path = self.root / name
+            if not path.is_file():
+                return f"{path} is missing"
+            try:
+                frame = pd.read_csv(path, dtype={"run_id": str})
+            except pd.errors.EmptyDataError:
+                return f"{path} is empty"
+            except (ValueError, OSError, UnicodeDecodeError) as error:
+                return f"{path} is unreadable ({type(error).__name__})"
+            if any(c not in frame.columns for c in required):
+                return f"{path} lacks the columns of docs/results-schema.md"
+            if expected is not None and set(frame["run_id"].dropna()) != expected:
+                return f"{path} does not list the runs stored in {self.runs_dir}"
+        return None
 
     def write_environment(self, environment: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.root / ENVIRONMENT_JSON, environment)
+        text = json.dumps(_json_safe(environment), indent=1, sort_keys=True) + "\n"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.root / ENVIRONMENT_JSON, text)
+        except OSError as error:
+            raise write_failure(self.root / ENVIRONMENT_JSON, error, len(text.encode())) from None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -166,9 +411,13 @@ class ResultsStore:
         """
         import fcntl
 
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
-        with open(path, "a+", encoding="utf-8") as f:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed by the with-block below
+        except OSError as error:
+            raise write_failure(path, error, 64) from None
+        with f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -189,6 +438,40 @@ class ResultsStore:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _is_record(record: Any) -> bool:
+    if isinstance(record, Path):
+        try:
+            record = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+    return isinstance(record, dict) and all(k in record for k in ("run_id", "model", "status", "config"))
+
+
+def record_context_id(record: dict[str, Any]) -> str:
+    """The comparison context of a stored run, from its config (records of every harness version)."""
+    from bench.config import RunConfig
+
+    try:
+        return RunConfig.from_dict(record["config"]).context_id
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def context_mismatch(root: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """Why a sweep of context ``wanted`` may not write into ``root`` (whose runs are of ``stored``),
+    naming the settings that differ and the ``--out`` to use instead."""
+    from bench.config import context_id
+
+    keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+    shown = "; ".join(f"{k}: {stored.get(k, '-')} there, {wanted.get(k, '-')} now" for k in keys[:4])
+    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+    suggestion = root.parent / f"{root.name}-{context_id(wanted)}"
+    return (
+        f"{root} holds runs of another comparison context ({shown}{more}), and runs of different contexts are "
+        f"never ranked together. Write this sweep to its own folder: --out {suggestion}"
+    )
+
+
 def tables(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """runs, metrics and history frames (docs/results-schema.md) of a list of records."""
     run_rows, metric_rows, history_rows = [], [], []
@@ -198,7 +481,9 @@ def tables(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame, p
         env = {c: record.get("env", {}).get(c, "") for c in ENV_COLUMNS}
         config = {f"config.{k}": v for k, v in record.get("config_flat", {}).items()}
         config_columns.update(config)
-        run_rows.append({**{c: record.get(c, "") for c in RUN_COLUMNS}, **env, **config})
+        row = {c: record.get(c, "") for c in RUN_COLUMNS}
+        row["context_id"] = record_context_id(record)
+        run_rows.append({**row, **env, **config})
         if record.get("status") == "ok":
             for m in record.get("metrics", []):
                 metric_rows.append({

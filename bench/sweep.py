@@ -20,13 +20,23 @@ from bench.clock import format_duration
 from bench.config import RunConfig
 from bench.estimate import Estimate
 from bench.executors import Executor, SweepInterrupted
-from bench.store import ResultsStore
+from bench.store import ResultsStore, StoreWriteError
 
 
 @dataclass(frozen=True)
 class SweepResult:
+    """What a sweep stored, and why it stopped early if it did.
+
+    Attributes:
+        stored: The records stored, in the order their runs ended.
+        interrupted: Ctrl-C or SIGTERM stopped it.
+        write_error: The store could not be written (disk full): the sweep stopped there; the run
+            that could not be stored is not in ``stored``, and the store is as it was before it.
+    """
+
     stored: list[dict[str, Any]]
     interrupted: bool
+    write_error: StoreWriteError | None = None
 
 
 def sweep(
@@ -39,8 +49,9 @@ def sweep(
     out: TextIO = sys.stderr,
     executor: Executor | None = None,
 ) -> SweepResult:
-    """Runs ``runs`` on ``executor`` (local by default), storing each as it ends; stops cleanly on
-    Ctrl-C or SIGTERM."""
+    """Runs ``runs`` on ``executor`` (local by default), storing each as it ends (the store
+    rebuilds its CSVs with each); stops cleanly on Ctrl-C or SIGTERM, and at the first run that
+    cannot be stored."""
     from tqdm import tqdm
 
     if executor is None:
@@ -74,7 +85,6 @@ def sweep(
         for record in records:
             cfg = by_id[record["run_id"]]
             stored.append(record)
-            store.consolidate()
             remaining -= est[cfg.run_id].seconds
             spent_estimated += est[cfg.run_id].seconds
             spent_actual += float(record.get("wall_time_s") or 0.0)
@@ -86,6 +96,8 @@ def sweep(
             bar.set_postfix_str(eta())
     except (SweepInterrupted, KeyboardInterrupt):
         return SweepResult(stored, interrupted=True)
+    except StoreWriteError as error:
+        return SweepResult(stored, interrupted=False, write_error=error)
     finally:
         # Closing the executor's generator stops whatever it still has in flight, whichever side
         # of its `yield` the interruption hit; the handlers come back only after that.

@@ -20,3 +20,29 @@ def pet_sample_dir() -> Path:
     if not (SHARED_SAMPLE / "annotations" / "trainval.txt").is_file():
         pytest.skip(f"real Oxford-IIIT Pet sample not found at {SHARED_SAMPLE}")
     return SHARED_SAMPLE
+
+
+# === A tiny release folder, for the data tests ===
+
+
+@pytest.fixture
+def write_tiny_release():
+    """``write(root) -> root``: a small synthetic dataset in the release layout at ``root``."""
+    from bench.data.synthetic import SyntheticConfig, write_release
+
+    def write(root: Path) -> Path:
+        write_release(root, SyntheticConfig(seed=0, num_train=4, num_test=3, min_size=40, max_size=64))
+        return root
+
+    return write
+
+
+@pytest.fixture
+def release(tmp_path: Path, write_tiny_release) -> Path:  # noqa: ANN001 - a fixture
+    return write_tiny_release(tmp_path / "pets")
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache of the test's own: one test's verification record never answers for another's files."""
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))

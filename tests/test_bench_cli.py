@@ -23,6 +23,12 @@ BAD = [
     (["list", "--profile", "nope"], "unknown profile"),
     (["report", "--profile", "nope"], "unknown profile"),
     (["frobnicate"], "invalid choice"),
+    (["run", "--run-timeout", "-5"], "--run-timeout must be a positive number, got -5"),
+    (["run", "--run-timeout", "0"], "--run-timeout must be a positive number"),
+    (["run", "--seeds", "0-200000"], "at most 100 per sweep"),
+    (["run", "--profile", "smoke", "--arch", "unett"], "Did you mean 'unet'?"),
+    (["run", "--profile", "smoke", "--backbone", "resnet5"], "Did you mean 'resnet50'?"),
+    (["run", "--profile", "smoke", "--arch", "classical-cany"], "Did you mean 'classical-canny'?"),
 ]
 
 
@@ -66,3 +72,31 @@ def test_seeds_syntax() -> None:
     assert parse_seeds("0,1,2") == (0, 1, 2)
     assert parse_seeds("0-2,5") == (0, 1, 2, 5)
     assert parse_seeds("1,1") == (1,)
+
+
+def test_out_below_a_file_or_unwritable_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    assert main(["run", "--profile", "smoke", "--out", str(a_file / "results")]) == 2
+    err = capsys.readouterr().err
+    assert f"is below {a_file}, which is a file" in err and "Traceback" not in err
+    assert main(["run", "--profile", "smoke", "--out", str(a_file)]) == 2
+    assert "is a file; pass a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "mine"
+    # A read-only folder (root ignores permission bits, so the check itself is made to say no).
+    import bench.cli
+
+    monkeypatch.setattr(bench.cli.os, "access", lambda path, mode: False)
+    assert main(["run", "--profile", "smoke", "--out", str(tmp_path / "ro" / "results")]) == 2
+    assert "is not writable (read-only?)" in capsys.readouterr().err
+
+
+def test_a_sweep_into_a_folder_it_does_not_own_stops_before_anything_runs(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    (theirs / "runs").mkdir(parents=True)
+    (theirs / "metrics.csv").write_text("epoch,miou\n1,0.5\n")
+    (theirs / "history.csv").write_text("epoch,loss\n0,1.2\n")
+    done = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "tinytest", "--backbone", "mobilenetv2", "--out", str(theirs), timeout=180)
+    assert done.returncode == 2 and "not made by segbench" in done.stderr and "Traceback" not in done.stderr
+    assert sorted(p.name for p in theirs.iterdir()) == ["history.csv", "metrics.csv", "runs"]
+    assert (theirs / "metrics.csv").read_text() == "epoch,miou\n1,0.5\n" and not any((theirs / "runs").iterdir())

@@ -54,3 +54,59 @@ def test_config_round_trips_through_json() -> None:
     flat = a.flat()
     assert flat["profile.timing.min_calls"] == a.profile.timing.min_calls
     assert flat["profile.seeds"] == "0,1"
+
+
+def test_the_sweeps_seed_list_is_not_part_of_a_runs_identity() -> None:
+    # Widening --seeds 0 to --seeds 0-1 must find the finished seed-0 run, not redo it.
+    assert _cfg(seeds=(0,)).run_id == _cfg(seeds=(0, 1)).run_id == _cfg(seeds=tuple(range(50))).run_id
+    assert _cfg(jobs=1).run_id == _cfg(jobs=2).run_id
+    assert _cfg(description="renamed").run_id == _cfg().run_id
+
+
+def test_context_is_what_every_ranked_run_shares() -> None:
+    a = _cfg()
+    assert a.context_id == dataclasses.replace(a, architecture="fpn", seed=3, replicas=2).context_id
+    assert a.context_id == _cfg(seeds=(0, 1), jobs=1).context_id
+    assert a.context_id != dataclasses.replace(a, dataset_fingerprint="real photos").context_id
+    assert a.context_id != _cfg(epochs=5).context_id != _cfg(image_size=96).context_id
+    assert a.context_id != dataclasses.replace(a, harness_version=a.harness_version + 1).context_id
+
+
+def test_profiles_are_checked_in_one_place() -> None:
+    from bench.profiles import ProfileError
+
+    for changes, message in [
+        ({"image_size": 100}, "--image-size must be a multiple of 32"), ({"epochs": 0}, "--epochs must be a positive"),
+        ({"seeds": ()}, "at least one seed"), ({"seeds": tuple(range(101))}, "at most 100"),
+        ({"weights": "random"}, "--weights must be"), ({"precise_bn_batches": -1}, "--precise-bn-batches"),
+    ]:
+        with pytest.raises(ProfileError, match=message):
+            PROFILES["quick"].override(**changes)
+
+
+def test_a_random_init_fallback_is_redone_once_the_weights_can_be_had(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from bench.build import imagenet_weights_available
+    from bench.plan import status
+    from bench.record import new_record
+    from bench.store import ResultsStore
+
+    monkeypatch.setenv("SEGMODELS_OFFLINE", "1")
+    cfg = RunConfig("unet", "mobilenetv2", 0, PROFILES["quick"], "synthetic", "abc123")
+    weights_file = tmp_path / "keras" / "mobilenet_v2_no_top.h5"
+    record = new_record(cfg)
+    record.update(status="ok", weights=(
+        "none (imagenet unavailable: ImageNet weights for backbone 'mobilenetv2' are not cached at "
+        f"{weights_file} and storage.googleapis.com cannot be reached (offline?))"
+    ))
+    store = ResultsStore(tmp_path / "results")
+    staging = store.staging_dir(record["run_id"])
+    store.commit_run(staging, record)
+    still_offline = status([cfg], store, weights_available=imagenet_weights_available)
+    assert [c.run_id for c in still_offline.done] == [cfg.run_id] and not still_offline.retried_weights
+    weights_file.parent.mkdir()
+    weights_file.write_bytes(b"weights")  # now in the Keras cache
+    now = status([cfg], store, weights_available=imagenet_weights_available)
+    assert [c.run_id for c in now.todo] == [cfg.run_id] == [c.run_id for c in now.retried_weights]
+    # A run that really had ImageNet weights, and a classical one, are never redone for this.
+    store.commit_run(store.staging_dir(record["run_id"]), {**record, "weights": "imagenet"})
+    assert status([cfg], store, weights_available=imagenet_weights_available).done

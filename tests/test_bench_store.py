@@ -12,7 +12,7 @@ from bench.config import RunConfig
 from bench.envinfo import ENV_COLUMNS
 from bench.profiles import PROFILES
 from bench.record import new_record
-from bench.store import RECORD, ResultsStore, SweepLockedError
+from bench.store import RECORD, FolderNotOwnedError, ResultsStore, StoreWriteError, SweepLockedError
 
 
 def _record(model: str = "unet-mobilenetv2", seed: int = 0, status: str = "ok") -> dict:
@@ -124,3 +124,135 @@ def test_record_config_is_the_run_config(tmp_path: Path) -> None:
     cfg = RunConfig.from_dict(record["config"])
     assert cfg.run_id == record["run_id"]
     assert dataclasses.asdict(cfg.profile)["name"] == "smoke"
+
+
+# === Results you can trust (issue #11) ===
+
+
+def _context(fingerprint: str = "fp", **profile: object) -> tuple[dict, str]:
+    cfg = RunConfig("unet", "mobilenetv2", 0, PROFILES["smoke"].override(**profile), "synthetic", fingerprint)
+    return cfg.context(), cfg.context_id
+
+
+def test_a_new_folder_is_claimed_with_its_context_and_a_foreign_one_is_refused_untouched(tmp_path: Path) -> None:
+    context, cid = _context()
+    mine = ResultsStore(tmp_path / "new" / "deeper")
+    mine.claim(context, cid)
+    assert mine.context()["context_id"] == cid and mine.context()["reference"] is False
+    mine.claim(context, cid)  # the same context again: fine
+
+    # A user's folder: a metrics.csv, a Keras CSVLogger history.csv, a runs/ subfolder of their own.
+    theirs = tmp_path / "theirs"
+    (theirs / "runs" / "exp1").mkdir(parents=True)
+    files = {"metrics.csv": "epoch,miou\n1,0.5\n", "history.csv": "epoch,loss\n0,1.2\n", "runs/exp1/notes.txt": "mine"}
+    for name, text in files.items():
+        (theirs / name).write_text(text)
+    with pytest.raises(FolderNotOwnedError, match=r"not made by segbench .* history.csv, metrics.csv, runs"):
+        ResultsStore(theirs).claim(context, cid)
+    assert {str(p.relative_to(theirs)) for p in theirs.rglob("*") if p.is_file()} == set(files)
+    assert all((theirs / n).read_text() == t for n, t in files.items())
+
+
+def test_a_folder_of_another_context_or_the_reference_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    real, real_id = _context("real-photos")
+    synthetic, synthetic_id = _context("synthetic-stand-in", epochs=3)
+    store = ResultsStore(tmp_path / "quick")
+    store.claim(real, real_id)
+    with pytest.raises(FolderNotOwnedError) as caught:
+        store.claim(synthetic, synthetic_id)
+    message = str(caught.value)
+    assert "another comparison context" in message and "never ranked together" in message
+    assert "dataset_fingerprint: real-photos there, synthetic-stand-in now" in message
+    assert "profile.epochs: 1 there, 3 now" in message
+    assert f"--out {tmp_path / ('quick-' + synthetic_id)}" in message
+    reference = Path(__file__).resolve().parents[1] / "results" / "quick"
+    with pytest.raises(FolderNotOwnedError, match="committed reference"):
+        ResultsStore(reference).claim(real, real_id)
+
+
+def test_a_folder_of_an_older_harness_is_adopted(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    _commit(store, _record())
+    assert store.foreign_files() == []
+    context, cid = _context()
+    store.claim(context, cid)
+    assert store.context()["context_id"] == cid
+
+
+def test_a_truncated_record_is_reported_once_kept_aside_and_its_run_redone(tmp_path: Path) -> None:
+    said: list[str] = []
+    store = ResultsStore(tmp_path, say=said.append)
+    good, bad = _record(), _record("fpn-mobilenetv2")
+    _commit(store, good)
+    _commit(store, bad)
+    path = store.run_dir(bad["run_id"]) / RECORD
+    truncated = path.read_text()[:200]
+    path.write_text(truncated)
+    assert [r["run_id"] for r in store.records()] == [good["run_id"]]
+    assert len(said) == 1 and str(path) in said[0] and "not valid JSON" in said[0] and "redone" in said[0]
+    kept = list((tmp_path / "damaged").glob(f"{bad['run_id']}-*/{RECORD}"))
+    assert len(kept) == 1 and kept[0].read_text() == truncated and not path.exists()
+    assert store.load_record(bad["run_id"]) is None
+    assert [r["run_id"] for r in store.records()] == [good["run_id"]] and len(said) == 1
+    # Planning sees the run as not done: it is redone.
+    cfg = RunConfig.from_dict(bad["config"])
+    from bench.plan import status
+
+    assert [c.run_id for c in status([cfg], store).todo] == [cfg.run_id]
+
+
+def test_disk_full_while_storing_keeps_records_and_csvs_agreeing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import errno
+
+    store = ResultsStore(tmp_path)
+    first = _record()
+    _commit(store, first)
+    before = {name: (tmp_path / name).read_bytes() for name in ("runs.csv", "metrics.csv", "history.csv")}
+
+    real_open = builtins.open
+
+    def full_disk(file, mode="r", *args, **kwargs):  # noqa: ANN001 - open's own signature
+        if "w" in mode and Path(file).name.startswith("_tmp-metrics.csv"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    second = _record("fpn-mobilenetv2")
+    with pytest.raises(StoreWriteError) as caught:
+        _commit(store, second)
+    message = caught.value.strerror
+    assert "metrics.csv" in message and "the disk is full" in message and "needed about" in message
+    assert "intact" in message and "run the same command again" in message
+    monkeypatch.setattr(builtins, "open", real_open)
+    # The store is as it was: one run, CSVs unchanged and agreeing, nothing temporary left.
+    assert [r["run_id"] for r in store.records()] == [first["run_id"]]
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert set(pd.read_csv(tmp_path / "runs.csv")["run_id"]) == set(pd.read_csv(tmp_path / "metrics.csv")["run_id"])
+    assert not list(tmp_path.rglob("_tmp*")) and store.tables_problem() is None
+
+
+def test_temporary_files_a_kill_left_anywhere_are_cleaned_and_nothing_else(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    _commit(store, _record())
+    left = [tmp_path / "_tmp-runs.csv-4242", tmp_path / "_tmp-leaderboard.md-17", tmp_path / "runs" / "_tmp-x-s0-1-99"]
+    left[0].write_text("half")
+    left[1].write_text("half")
+    left[2].mkdir()
+    (tmp_path / "notes.txt").write_text("a user's note")
+    assert store.clean_temporary() == 3
+    assert not any(p.exists() for p in left)
+    assert (tmp_path / "notes.txt").read_text() == "a user's note" and len(store.records()) == 1
+
+
+def test_csvs_that_disagree_with_the_records_are_found(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    _commit(store, _record())
+    assert store.tables_problem() is None
+    (tmp_path / "metrics.csv").unlink()
+    assert "metrics.csv is missing" in store.tables_problem()
+    store.consolidate()
+    (tmp_path / "runs.csv").write_bytes(b"\x00\xff garbage")
+    assert "runs.csv" in store.tables_problem()
+    store.consolidate()
+    assert store.tables_problem() is None

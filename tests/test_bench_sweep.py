@@ -7,6 +7,7 @@ the end-to-end test, two cheap real pairs), on the smoke profile's synthetic dat
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -74,6 +75,15 @@ def test_smoke_sweep_of_two_cheap_pairs_end_to_end(tmp_path: Path) -> None:
             assert npz["predictions"].shape == npz["masks"].shape == (4, 64, 64)
             assert npz["predictions"].max() <= 2
     assert not list(out.glob("**/_tmp*"))
+    # Each run's log holds all its worker printed, Keras's per-epoch progress line (stdout)
+    # included; with two runs at once none of it reaches the terminal, which shows one line per
+    # finished run.
+    keras_progress = re.compile(r"^2/2 - .* - loss: [0-9.]+ - val_accuracy", re.MULTILINE)
+    for run_id in runs["run_id"]:
+        log = (out / "runs" / run_id / "log.txt").read_text()
+        assert keras_progress.search(log) and "SYNTHETIC stand-in" in log, log[-2000:]
+    assert not keras_progress.search(done.stderr) and not keras_progress.search(done.stdout)
+    assert done.stderr.count("seed 0: ok") == 2
 
     environment = (out / "environment.json").read_bytes()
     again = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out), "--no-report", timeout=120)
@@ -182,3 +192,89 @@ def test_kill_mid_run_then_resume(tmp_path: Path, how: str) -> None:
     metrics = pd.read_csv(out / "metrics.csv")
     assert not metrics.duplicated(["run_id", "metric"]).any()
     assert not list(out.glob("runs/_tmp*"))
+
+
+def test_damage_is_survivable_and_the_seed_list_is_not_identity(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    done = _run(tmp_path, out, "--arch", "tinytest,tinyraise", "--seeds", "0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Widening the seeds finds the finished seed-0 runs: only seed 1 runs.
+    wider = _run(tmp_path, out, "--arch", "tinytest", "--seeds", "0-1")
+    assert wider.returncode == 0 and "1 already done" in wider.stderr and "1 to run" in wider.stderr, wider.stderr[-2000:]
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(runs.loc[runs["architecture"] == "tinytest", "seed"]) == [0, 1]
+
+    # A truncated record, a missing metrics.csv and garbage in runs.csv: every command goes on.
+    record = next(out.glob("runs/tinytest-mobilenetv2-s1-*/record.json"))
+    record.write_text(record.read_text()[:100])
+    (out / "metrics.csv").unlink()
+    (out / "runs.csv").write_text("\x00garbage,\n1,2,3\n")
+    listing = bench_cli(tmp_path, "list", "--profile", "smoke", "--arch", "tinytest", "--backbone", "mobilenetv2", "--seeds", "0-1", "--out", str(out), timeout=120)
+    assert listing.returncode == 0 and f"damaged record {record}" in listing.stderr and "Traceback" not in listing.stderr
+    assert listing.stdout.count("| done") == 1 and listing.stdout.count("| to do") == 1
+    kept = list((out / "damaged").glob("tinytest-mobilenetv2-s1-*/record.json"))
+    assert len(kept) == 1 and len(kept[0].read_text()) == 100
+    report = bench_cli(tmp_path, "report", "--out", str(out), timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "rebuilt runs.csv, metrics.csv and history.csv from the 2 stored records" in report.stderr
+    assert (out / "leaderboard.md").is_file() and len(pd.read_csv(out / "metrics.csv")) > 0
+    again = _run(tmp_path, out, "--arch", "tinytest", "--seeds", "0-1")
+    assert again.returncode == 0 and "1 already done" in again.stderr and "1 to run" in again.stderr
+    assert len(list(out.glob("runs/tinytest-mobilenetv2-s1-*/record.json"))) == 1
+
+    # Another comparison context into the same folder stops before running, naming the way out.
+    other = _run(tmp_path, out, "--arch", "tinytest", "--epochs", "2")
+    assert other.returncode == 2 and "another comparison context" in other.stderr
+    assert "profile.epochs: 1 there, 2 now" in other.stderr and f"--out {out}-" in other.stderr
+    assert "Traceback" not in other.stderr
+
+
+def test_disk_full_stops_the_sweep_with_a_message_and_a_consistent_store(tmp_path: Path) -> None:
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here to fill ({mounted.stderr.strip()})")
+    try:
+        out = disk / "r"
+        done = _run(tmp_path, out, "--arch", "tinytest", "--seeds", "0-9")
+        assert done.returncode == 74, done.stderr[-3000:]
+        assert "could not write" in done.stderr and "the disk is full" in done.stderr and "Traceback" not in done.stderr
+        assert "run the same command again to resume" in done.stderr
+        stored = {p.parent.name for p in out.glob("runs/*/record.json")}
+        if (out / "runs.csv").exists():
+            assert set(pd.read_csv(out / "runs.csv")["run_id"]) == stored
+            ok = {r for r in stored if json.loads((out / "runs" / r / "record.json").read_text())["status"] == "ok"}
+            assert set(pd.read_csv(out / "metrics.csv")["run_id"]) == ok
+        assert len(stored) < 10 and not list(out.rglob("_tmp*"))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_fresh_clone_without_the_sample_keeps_git_status_clean(tmp_path: Path) -> None:
+    """The issue's first command: in a fresh clone with no real photos beside it, a sweep of one
+    cheap model writes where git ignores it and leaves the committed reference alone."""
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"  # nothing named shared/ beside it
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, capture_output=True, timeout=120)
+    env = plugin_env(tmp_path)
+    env.pop("SEGBENCH_PETS_DIR", None)
+    env["PYTHONPATH"] = str(clone)  # the clone's own code
+    done = subprocess.run(
+        bench_cmd("run", "--arch", "classical", "--backbone", "otsu"), cwd=clone, env=env, capture_output=True,
+        text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SYNTHETIC" in done.stderr
+    assert (clone / "results" / "local" / "quick" / "leaderboard.md").is_file()
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
+    assert status.stdout == "", status.stdout
+    # Into the reference on purpose: refused, untouched.
+    into_reference = subprocess.run(
+        bench_cmd("run", "--arch", "classical", "--backbone", "otsu", "--out", "results/quick"), cwd=clone, env=env,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert into_reference.returncode == 2 and "committed reference" in into_reference.stderr
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""

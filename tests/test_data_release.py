@@ -17,21 +17,8 @@ import tensorflow as tf
 from PIL import Image
 
 from bench.data import DataError, load_pets
-from bench.data.synthetic import SyntheticConfig, write_release
 
-TINY = SyntheticConfig(seed=0, num_train=4, num_test=3, min_size=40, max_size=64)
-
-
-@pytest.fixture
-def release(tmp_path: Path) -> Path:
-    root = tmp_path / "pets"
-    write_release(root, TINY)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _names(root: Path, split_list: str = "trainval.txt") -> list[str]:
@@ -257,9 +244,8 @@ def test_real_sample_loads(pet_sample_dir):
 
 
 @pytest.mark.parametrize("entry", ["../../../outside", "ABSOLUTE"])
-def test_list_entry_outside_the_dataset_folder(tmp_path, entry):
-    root = tmp_path / "a" / "b" / "pets"
-    write_release(root, TINY)
+def test_list_entry_outside_the_dataset_folder(tmp_path, write_tiny_release, entry):
+    root = write_tiny_release(tmp_path / "a" / "b" / "pets")
     if entry == "ABSOLUTE":
         entry = str(tmp_path / "a" / "outside")
     # A valid pair where the entry points, so only the refusal can stop the load.

@@ -14,21 +14,8 @@ import tensorflow as tf
 from PIL import Image
 
 from bench.data import DataError, load_pets, verify
-from bench.data.synthetic import SyntheticConfig, write_release
 
-TINY = SyntheticConfig(seed=0, num_train=4, num_test=3, min_size=40, max_size=64)
-
-
-@pytest.fixture
-def release(tmp_path: Path) -> Path:
-    root = tmp_path / "pets"
-    write_release(root, TINY)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _names(root: Path, split_list: str) -> list[str]:

@@ -163,6 +163,11 @@ def run_worker(
 def exit_record(cfg: RunConfig, staging: Path, exit: WorkerExit) -> dict[str, Any]:
     """The worker's own record from ``staging``, or a failed one saying how the worker ended."""
     record = read_record(staging)
+    if record is not None and record.get("run_id") != cfg.run_id:
+        # The worker derived another id from the same config: the harness's code changed while
+        # the sweep ran. The run is stored under the id the sweep planned, and says so.
+        record.setdefault("notes", []).append(f"the worker computed run id {record.get('run_id')}; stored as planned")
+        record["run_id"] = cfg.run_id
     if record is not None and exit.timeout_s is None:
         if record["status"] == "ok" and exit.peak_rss_mb and not any(m["metric"] == "peak_rss_mb" for m in record["metrics"]):
             record["metrics"].append(metric_row("peak_rss_mb", exit.peak_rss_mb, "MB"))

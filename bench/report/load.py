@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.evidence_file import load_evidence
+
 # The file names and key columns are the store's: one definition of the layout for writer and reader.
-from bench.store import ENVIRONMENT_JSON, HISTORY_COLUMNS, HISTORY_CSV, METRICS_CSV, RUN_KEY, RUNS_CSV
+from bench.store import CONTEXT_JSON, ENVIRONMENT_JSON, HISTORY_COLUMNS, HISTORY_CSV, METRICS_CSV, RUN_KEY, RUNS_CSV
+from bench.store import EVIDENCE as EVIDENCE_NPZ
 from bench.store import PREDICTIONS as PREDICTIONS_NPZ
 from bench.store import RECORD as RECORD_JSON
 
@@ -35,6 +38,7 @@ class Predictions:
     masks: np.ndarray  # uint8 (N, H, W), true classes
     predictions: np.ndarray  # uint8 (N, H, W)
     indices: np.ndarray  # int (N,), positions in the test split
+    uncertainty: np.ndarray | None = None  # float (N, H, W) predictive entropy in nats, Monte-Carlo runs only
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Results:
         metrics: metrics.csv, tidy, one row per ok run x metric.
         history: history.csv, one row per run x epoch (may be empty).
         environment: environment.json as stored.
+        context: context.json as stored (the folder's comparison context), or None where the
+            folder has none (made by an older harness) or it cannot be read.
     """
 
     root: Path
@@ -54,6 +60,7 @@ class Results:
     metrics: pd.DataFrame
     history: pd.DataFrame
     environment: dict
+    context: dict | None = None
 
     def record(self, run_id: str) -> dict | None:
         """The run's record.json (the source of truth of the CSVs), or None where it is missing."""
@@ -73,13 +80,23 @@ class Results:
                 masks=np.asarray(npz["masks"], dtype=np.uint8),
                 predictions=np.asarray(npz["predictions"], dtype=np.uint8),
                 indices=np.asarray(npz["indices"]),
+                uncertainty=np.asarray(npz["uncertainty"], dtype=np.float32) if "uncertainty" in npz.files else None,
             )
+
+    def evidence(self, run_id: str) -> dict[str, np.ndarray] | None:
+        """The run's evidence.npz (:data:`bench.evidence_file.SCHEMA`), or None where the runner stored
+        none (runs measured before it existed). Raises ``ValueError`` or ``OSError`` for an unreadable file."""
+        path = self.root / "runs" / run_id / EVIDENCE_NPZ
+        if not path.is_file():
+            return None
+        return load_evidence(path)
 
 
 def _missing(path: Path, profile: str) -> ResultsNotFoundError:
     return ResultsNotFoundError(
         f"{path} not found: the report reads stored results only; "
-        f"run `python -m bench run --profile {profile}` first"
+        f"run `python -m bench run --out {path.parent}` first, or `python -m bench report --out {path.parent}` "
+        "to rebuild the tables from the stored records"
     )
 
 
@@ -87,14 +104,15 @@ def _read_csv(path: Path, profile: str, required: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise _missing(path, profile)
     try:
-        frame = pd.read_csv(path, dtype={"run_id": str, "model": str, "error": str})
+        # A context id is hex: "12345678" or "1e345678" must stay text, not become a number.
+        frame = pd.read_csv(path, dtype={"run_id": str, "model": str, "error": str, "context_id": str})
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=required)
     absent = [c for c in required if c not in frame.columns]
     if absent:
         raise ResultsNotFoundError(
             f"{path} lacks the column(s) {absent} of docs/results-schema.md; "
-            f"re-run `python -m bench run --profile {profile}` with the current runner"
+            f"`python -m bench report --out {path.parent}` rebuilds it from the stored records"
         )
     return frame
 
@@ -105,7 +123,7 @@ def as_bool(values: pd.Series) -> pd.Series:
 
 
 def load_results(results_dir: Path) -> Results:
-    """Read runs.csv, metrics.csv, history.csv and environment.json of one profile.
+    """Read runs.csv, metrics.csv, history.csv, environment.json and context.json of one profile.
 
     Args:
         results_dir: ``results/<profile>``, as written by ``python -m bench run``.
@@ -125,6 +143,10 @@ def load_results(results_dir: Path) -> Results:
     if not env_path.is_file():
         raise _missing(env_path, profile)
     environment = json.loads(env_path.read_text(encoding="utf-8"))
+    try:
+        context = json.loads((root / CONTEXT_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        context = None  # then the most recent run names the context (bench.report.comparable)
 
     runs["status"] = runs["status"].astype(str).str.strip().str.lower()
     runs["family"] = runs["family"].fillna("deep").astype(str).str.strip().str.lower()
@@ -140,4 +162,5 @@ def load_results(results_dir: Path) -> Results:
         history[column] = pd.to_numeric(history[column], errors="coerce")
     history = history.sort_values(["model", "seed", "run_id", "epoch"], kind="stable").reset_index(drop=True)
 
-    return Results(root=root, runs=runs, metrics=metrics, history=history, environment=environment)
+    return Results(root=root, runs=runs, metrics=metrics, history=history, environment=environment,
+                   context=context if isinstance(context, dict) else None)
