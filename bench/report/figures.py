@@ -30,6 +30,8 @@ STYLE = "whitegrid"
 MASK_CLASSES = list(CLASS_NAMES)
 MASK_COLORS = ["#e69f00", "#3b4cc0", "#d4d4d4"]
 GALLERY_MAX_IMAGES = 4
+#: Predictive entropy of three classes lies in [0, log 3] nats: the uncertainty maps' colour scale.
+MAX_ENTROPY = math.log(len(MASK_CLASSES))
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -278,18 +280,141 @@ def training_curves(history: pd.DataFrame, order: list[str], columns: int = 4) -
     return fig
 
 
+def miou_intervals(data: pd.DataFrame) -> Figure | None:
+    """mIoU of every ranked model with its 95% interval, best at the top; the group tied with #1 shaded.
+
+    Args:
+        data: One row per model in rank order: ``label``, ``miou``, ``low``, ``high`` (NaN: no
+            interval) and ``tied`` (True, False, or None where no test covers the model).
+    """
+    data = data.dropna(subset=["miou"]).reset_index(drop=True)
+    if data.empty:
+        return None
+    colors = {True: "#d55e00", False: "#0072b2", None: "0.55"}
+    names = {True: "tied with #1 (not distinguishable at 5%, Holm)", False: "behind #1 (p < 0.05, Holm)",
+             None: "not tested"}
+    states = [None if t is None or pd.isna(t) else bool(t) for t in data["tied"]]
+    tested = any(s is not None for s in states)
+    with sns.axes_style(STYLE):
+        fig = _figure(9.0, 1.3 + 0.25 * len(data))
+        ax = fig.add_subplot()
+        y = np.arange(len(data))
+        for (i, row), state in zip(data.iterrows(), states, strict=True):
+            if state is True:
+                ax.axhspan(i - 0.5, i + 0.5, color="#d55e00", alpha=0.10, lw=0, zorder=0)
+            color = colors[state] if tested else "0.2"
+            if not (pd.isna(row["low"]) or pd.isna(row["high"])):
+                ax.plot([row["low"], row["high"]], [i, i], color=color, lw=1.6, solid_capstyle="butt", zorder=2)
+            ax.scatter(row["miou"], i, s=28, color=color, edgecolor="black", lw=0.5, zorder=3)
+        ax.axvline(data["miou"].iloc[0], color="0.4", ls=":", lw=1, zorder=1)
+        ax.set_yticks(y, [f"{i + 1}. {label}" for i, label in enumerate(data["label"])], fontsize=8)
+        ax.set_ylim(len(data) - 0.5, -0.5)
+        ax.set_xlabel("mIoU (pooled over the test images; mean over seeds)  → better")
+        ax.set_title("mIoU with its 95% interval" + (" (shaded: the group tied with #1)" if tested else ""),
+                     fontsize=10)
+        if tested:
+            present = [s for s in (True, False, None) if s in states]
+            handles = [Line2D([], [], color=colors[s], marker="o", markeredgecolor="black", lw=1.6, label=names[s])
+                       for s in present]
+            ax.legend(handles=handles, loc="lower right", fontsize=8,
+                      frameon=True)
+    return fig
+
+
+def reliability_diagram(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                        ece: dict[str, float]) -> Figure | None:
+    """One reliability diagram per model (Guo et al. 2017): accuracy of each confidence bin against
+    its mean confidence, the gap to the diagonal hatched, the share of pixels per bin below.
+
+    Args:
+        bins: Label -> ``(count, confidence sum, correct count)`` per equal-width bin.
+        ece: Label -> the model's stored ECE, for the panel title.
+    """
+    if not bins:
+        return None
+    k = len(bins)
+    with sns.axes_style(STYLE):
+        fig = _figure(0.6 + 3.0 * k, 4.2)
+        axes = fig.subplots(2, k, squeeze=False, sharex=True, height_ratios=[3, 1])
+        for c, (label, (count, confidence, correct)) in enumerate(bins.items()):
+            count = np.asarray(count, dtype=np.float64)
+            n_bins = count.size
+            edges = np.linspace(0, 1, n_bins + 1)
+            centers = (edges[:-1] + edges[1:]) / 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                accuracy = np.where(count > 0, np.asarray(correct) / count, np.nan)
+                mean_conf = np.where(count > 0, np.asarray(confidence) / count, np.nan)
+            ax = axes[0, c]
+            used = count > 0
+            ax.bar(centers[used], accuracy[used], width=1 / n_bins, color="#0072b2", edgecolor="black", lw=0.4,
+                   label="accuracy", zorder=2)
+            ax.bar(centers[used], (mean_conf - accuracy)[used], bottom=accuracy[used], width=1 / n_bins,
+                   color="none", edgecolor="#d55e00", hatch="///", lw=0.4, label="gap to confidence", zorder=3)
+            ax.plot([0, 1], [0, 1], color="0.3", ls="--", lw=1, zorder=4)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{label}\nECE {ece.get(label, math.nan):.3f}", fontsize=9)
+            ax.set_ylabel("accuracy" if c == 0 else "")
+            share = count / count.sum() if count.sum() else count
+            axes[1, c].bar(centers, share, width=1 / n_bins, color="0.6", edgecolor="black", lw=0.3)
+            axes[1, c].set_xlabel("confidence (max softmax)")
+            axes[1, c].set_ylabel("pixels" if c == 0 else "")
+            axes[1, c].yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+        axes[0, 0].legend(loc="upper left", fontsize=8, frameon=False)
+    return fig
+
+
+def mc_sample_curve(curves: dict[str, pd.DataFrame], deterministic: dict[str, tuple[float, float]]) -> Figure | None:
+    """Monte-Carlo dropout: mIoU and ECE after the first t stochastic passes, one line per model;
+    the dotted line of the same colour is the model's deterministic (one pass, dropout off) value.
+
+    Args:
+        curves: Label -> ``samples``, ``miou``, ``ece`` (:meth:`EvidenceSummary.sample_curve`).
+        deterministic: Label -> ``(miou, ece)`` of the deterministic pass.
+    """
+    if not curves:
+        return None
+    palette = dict(zip(curves, sns.color_palette("colorblind", len(curves)), strict=True))
+    ticks = sorted({int(t) for c in curves.values() for t in c["samples"]})
+    with sns.axes_style(STYLE):
+        fig = _figure(10.0, 4.0)
+        axes = fig.subplots(1, 2)
+        for ax, metric, title in ((axes[0], "miou", "mIoU  ↑ better"), (axes[1], "ece", "ECE  ↓ better")):
+            for label, curve in curves.items():
+                ax.plot(curve["samples"], curve[metric], marker="o", ms=4, color=palette[label], label=label)
+                value = deterministic.get(label, (math.nan, math.nan))[0 if metric == "miou" else 1]
+                if not pd.isna(value):
+                    ax.axhline(value, color=palette[label], ls=":", lw=1.2)
+            ax.set_xscale("log")
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("stochastic passes averaged (T)")
+            ax.set_ylabel(title)
+        handles = [Line2D([], [], color=palette[m], marker="o", label=m) for m in curves]
+        handles.append(Line2D([], [], color="0.3", ls=":", label="deterministic (one pass, dropout off)"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), frameon=False, fontsize=8)
+    return fig
+
+
 def prediction_gallery(predictions: dict[str, Predictions]) -> Figure | None:
-    """Input, ground truth and each model's prediction for the same test images (rows: models)."""
+    """Input, ground truth and each model's prediction for the same test images (rows: models);
+    below the prediction of a Monte-Carlo-dropout run, its predictive uncertainty (entropy)."""
     if not predictions:
         return None
     first = next(iter(predictions.values()))
     n = min(GALLERY_MAX_IMAGES, len(first.images))
-    rows = [("input", None), ("ground truth", None), *[(m, p) for m, p in predictions.items()]]
+    rows: list[tuple[str, str, Predictions | None]] = [("input", "input", None), ("ground truth", "truth", None)]
+    for name, pred in predictions.items():
+        rows.append((name, "prediction", pred))
+        if pred.uncertainty is not None:
+            rows.append((f"{name}\nuncertainty", "uncertainty", pred))
     cmap = ListedColormap(MASK_COLORS)
     tile = 1.7
-    fig = _figure(1.6 + tile * n, 0.6 + tile * len(rows))
+    with_bar = any(k == "uncertainty" for _, k, _ in rows)
+    fig = _figure(1.6 + tile * n, 0.6 + tile * len(rows) + (0.6 if with_bar else 0))
     axes = fig.subplots(len(rows), n, squeeze=False)
-    for r, (name, pred) in enumerate(rows):
+    shown = None
+    for r, (name, kind, pred) in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]
             ax.set_xticks([])
@@ -297,18 +422,25 @@ def prediction_gallery(predictions: dict[str, Predictions]) -> Figure | None:
             for spine in ax.spines.values():
                 spine.set_color("0.7")
                 spine.set_linewidth(0.5)
-            if r == 0:
+            if kind == "input":
                 ax.imshow(first.images[c], interpolation="nearest")
                 ax.set_title(f"test #{int(first.indices[c])}", fontsize=9)
-            elif r == 1:
+            elif kind == "truth":
                 ax.imshow(first.masks[c], cmap=cmap, vmin=0, vmax=len(MASK_CLASSES) - 1, interpolation="nearest")
-            elif c < len(pred.predictions):
+            elif kind == "prediction" and c < len(pred.predictions):
                 ax.imshow(pred.predictions[c], cmap=cmap, vmin=0, vmax=len(MASK_CLASSES) - 1,
                           interpolation="nearest")
+            elif kind == "uncertainty" and c < len(pred.uncertainty):
+                shown = ax.imshow(pred.uncertainty[c], cmap="magma", vmin=0.0, vmax=MAX_ENTROPY,
+                                  interpolation="nearest")
             if c == 0:
-                ax.set_ylabel(name.replace("-", "-\n", 1) if len(name) > 14 else name, fontsize=9, rotation=0,
-                              ha="right", va="center")
+                label = name.replace("-", "-\n", 1) if len(name.split("\n")[0]) > 14 else name
+                ax.set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center")
     handles = [Patch(facecolor=color, edgecolor="black", label=name) for name, color in zip(MASK_CLASSES, MASK_COLORS,
                                                                                              strict=True)]
     fig.legend(handles=handles, loc="outside upper center", ncols=len(MASK_CLASSES), frameon=False, fontsize=9)
+    if shown is not None:  # below every column, so the uncertainty tiles keep the others' size and place
+        bar = fig.colorbar(shown, ax=axes.ravel().tolist(), location="bottom", shrink=0.6, aspect=40, pad=0.01)
+        bar.set_label("uncertainty: predictive entropy of the Monte-Carlo mean (nats; log 3 = uniform)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return fig

@@ -1,29 +1,39 @@
-"""Aggregate stored per-run metrics over seeds: mean, std and a t-distribution 95% CI.
+"""Aggregate stored per-run metrics over seeds, and the per-image evidence behind a ranking.
 
-Nothing here recomputes a metric from predictions; it only summarises the values the runner
-stored, one per run, across the seeds of a model.
+Nothing here recomputes a metric from predictions. :func:`model_table` summarises the values the
+runner stored, one per run, across the seeds of a model (mean, std, a t-distribution 95% CI);
+:func:`evidence_summary` reads the runs' stored per-image evidence (``evidence.npz``) and hands it
+to :mod:`bench.report.evidence` for the bootstrap intervals and the test against the top model.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+import zipfile
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from bench.report import evidence as ev
 from bench.report.load import Results
 
 CONFIDENCE = 0.95
 CLASS_METRICS = {"iou_pet": "pet", "iou_background": "background", "iou_border": "border"}
 # Mean +- std and CI are reported for these; the cost metrics are shown as their mean over seeds.
-SPREAD_METRICS = ["miou", "pixel_accuracy", "mean_class_accuracy", *CLASS_METRICS]
+SPREAD_METRICS = ["miou", "miou_per_image", "fg_iou", "boundary_iou", "pixel_accuracy", "mean_class_accuracy",
+                  *CLASS_METRICS]
+#: The metric rows of the per-image evidence (issue #12): deep models have the calibration ones,
+#: Monte-Carlo-dropout runs the ``mc_*`` ones; a run measured before evidence existed has none.
+EVIDENCE_METRICS = ["ece", "nll", "brier", "mc_miou", "mc_ece", "mc_nll", "mc_brier", "mc_auroc", "mc_pavpu",
+                    "mc_latency_ms", "mc_samples", "boundary_width_px"]
 # Every metric of docs/results-schema.md: each gets a column even when no run stored it.
 SCHEMA_METRICS = [
     *SPREAD_METRICS, "params_total", "params_trainable", "flops_per_image", "latency_p50_ms", "latency_p90_ms",
     "latency_p95_ms", "inference_throughput", "train_throughput", "train_time_s", "wall_time_s", "peak_rss_mb",
-    "peak_device_mem_mb",
+    "peak_device_mem_mb", *EVIDENCE_METRICS,
 ]
 
 
@@ -54,6 +64,9 @@ def summarize(values: pd.Series | np.ndarray | list[float]) -> Summary:
 
 def current_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Keep the latest run of each (model, seed); a re-run supersedes an earlier attempt.
+
+    ``runs`` are of one comparison context (:func:`bench.report.comparable.select`): a run of
+    another dataset or setting is no re-run and must never supersede one.
 
     Returns:
         (current, superseded), both sorted by model, seed, run_id.
@@ -86,6 +99,9 @@ def model_table(results: Results) -> pd.DataFrame:
     for a model with no ok run), ``<metric>`` (mean) for every stored metric, and for the
     accuracy metrics ``<metric>_std``, ``<metric>_ci_low``, ``<metric>_ci_high``. Ranked by
     mean mIoU descending, ties broken by model id; models with no ok run come last.
+
+    ``results`` are the comparable ones (:attr:`bench.report.comparable.Selection.results`): one
+    context, and cost metrics of one device only.
     """
     runs, _ = current_runs(results.runs)
     per_run = per_run_metrics(results, runs)
@@ -114,8 +130,10 @@ def model_table(results: Results) -> pd.DataFrame:
                 row[f"{metric}_ci_high"] = s.ci_high
         rows.append(row)
     table = pd.DataFrame(rows)
-    if table.empty:
-        return table.assign(rank=pd.Series(dtype=float))
+    if table.empty:  # no run of the ranked context (yet): the columns still exist, for the renderers
+        columns = ["model", "architecture", "backbone", "family", "weights", "n_runs", "n_ok", *metric_names,
+                   *[f"{m}_{s}" for m in SPREAD_METRICS for s in ("n", "std", "ci_low", "ci_high")]]
+        return pd.DataFrame(columns=columns).assign(rank=pd.Series(dtype=float))
     table = table.sort_values(["miou", "model"], ascending=[False, True], kind="stable", na_position="last")
     ranked = table["miou"].notna()
     table["rank"] = np.where(ranked, np.cumsum(ranked), np.nan)
@@ -140,3 +158,152 @@ def pareto_front(table: pd.DataFrame, maximize: str, minimize: str) -> pd.Series
         dominated = (others[:, 0] >= up) & (others[:, 1] <= down) & ((others[:, 0] > up) | (others[:, 1] < down))
         front[i] = not dominated.any()
     return pd.Series(front, index=table.index, name="pareto")
+
+
+# === The per-image evidence behind the ranking (issue #12) ===
+
+#: Why a model has no interval, or the ranking no test, when the runs stored no evidence.
+NO_EVIDENCE = "no per-image evidence stored (runs measured before `evidence.npz` existed)"
+
+
+@dataclass(frozen=True)
+class EvidenceSummary:
+    """What the stored per-image evidence says about the ranked models.
+
+    Attributes:
+        runs: Model -> the evidence of each of its successful runs (lowest seed first), for the
+            models whose every successful run stored a readable ``evidence.npz``.
+        missing: Ranked models without it (some or all of their runs stored none), in rank order.
+        intervals: One row per ranked model (index: model): ``miou_low``, ``miou_high`` and
+            ``interval`` (``bootstrap`` from the evidence, ``t`` over seeds without it, ``""``
+            none), ``boundary_low``/``boundary_high`` (bootstrap of Boundary IoU, NaN without
+            evidence) and ``mc_low``/``mc_high`` (bootstrap of the Monte-Carlo mIoU).
+        test: :func:`bench.report.evidence.tied_with_best` over the tested models (best first), or
+            None when no test could be made (``no_test`` says why).
+        untested: Ranked models left out of the test (no evidence), rank order.
+        no_test: Why there is no test, or None.
+        mc_vs_deterministic: Model -> the paired test of its Monte-Carlo mIoU minus its
+            deterministic mIoU on the same images (MC models with evidence).
+        problems: One line per evidence file that could not be used (unreadable, other images).
+    """
+
+    runs: dict[str, list[dict[str, np.ndarray]]]
+    missing: list[str]
+    intervals: pd.DataFrame
+    test: pd.DataFrame | None
+    untested: list[str]
+    no_test: str | None
+    mc_vs_deterministic: dict[str, ev.PairedTest] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def tied(self) -> list[str]:
+        """The models not distinguishable from #1 (#1 first), or [] without a test."""
+        return [] if self.test is None else self.test.loc[self.test["tied"], "model"].tolist()
+
+    def calibration_bins(self, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(count, confidence sum, correct count)`` per confidence bin, summed over the model's
+        seeds, or None for a model without calibration evidence (a classical segmenter)."""
+        runs = self.runs.get(model, [])
+        if not runs or any("calibration_count" not in r for r in runs):
+            return None
+        return tuple(np.sum([np.asarray(r[f"calibration_{k}"], dtype=np.float64) for r in runs], axis=0)
+                     for k in ("count", "confidence", "correct"))
+
+    def sample_curve(self, model: str) -> pd.DataFrame | None:
+        """The Monte-Carlo sample curve (``samples``, ``miou``, ``ece``), the mean over seeds at the
+        sample counts all seeds recorded, or None for a model without Monte-Carlo evidence."""
+        runs = self.runs.get(model, [])
+        if not runs or any("mc_curve_samples" not in r for r in runs):
+            return None
+        curves = [ev.sample_curve(r) for r in runs]
+        common = sorted(set.intersection(*(set(c["samples"]) for c in curves)))
+        stacked = pd.concat([c[c["samples"].isin(common)] for c in curves])
+        return stacked.groupby("samples", sort=True)[["miou", "ece"]].mean().reset_index()
+
+
+def _interval(runs: list[dict[str, np.ndarray]], key: str, kind: str) -> ev.Interval | None:
+    """A bootstrap interval over the model's seeds and images; None where the statistic is undefined."""
+    stacked, _ = ev.stack_seeds(runs, key)
+    with warnings.catch_warnings():  # all-NaN replicates (no pet anywhere): an undefined interval, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        iv = ev.miou_interval(stacked) if kind == "miou" else ev.ratio_interval(stacked)
+    return iv if math.isfinite(iv.low) and math.isfinite(iv.high) else None
+
+
+def evidence_summary(results: Results, runs: pd.DataFrame, table: pd.DataFrame) -> EvidenceSummary:
+    """Reads the evidence of the ranked models' successful runs and computes every interval and the
+    test against the top model (deterministic: fixed resampling seed, :mod:`bench.report.evidence`).
+
+    Args:
+        results: The comparable results (one context).
+        runs: Their current runs (:func:`current_runs`).
+        table: :func:`model_table` of them, rank order.
+    """
+    ranked = table.dropna(subset=["miou"])
+    ok = runs[runs["status"] == "ok"].sort_values(["seed", "run_id"], kind="stable")
+    problems: list[str] = []
+
+    def read(run_id: str) -> dict[str, np.ndarray] | None:
+        try:
+            return results.evidence(run_id)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            problems.append(f"`{run_id}`: evidence.npz unreadable ({' '.join(str(exc).split())})")
+            return None
+
+    loaded: dict[str, list[dict[str, np.ndarray]]] = {}
+    missing = []
+    for model in ranked["model"]:
+        arrays = [read(run_id) for run_id in ok.loc[ok["model"] == model, "run_id"]]
+        if arrays and all(a is not None for a in arrays):
+            loaded[model] = arrays
+        else:  # one seed without evidence: the model's interval and test would leave that seed out
+            missing.append(model)
+
+    rows, mc_tests = {}, {}
+    for _, row in ranked.iterrows():
+        model = row["model"]
+        out = {"miou_low": math.nan, "miou_high": math.nan, "interval": "", "boundary_low": math.nan,
+               "boundary_high": math.nan, "mc_low": math.nan, "mc_high": math.nan}
+        if model in loaded:
+            try:
+                miou = _interval(loaded[model], "confusion", "miou")
+                boundary = _interval(loaded[model], "boundary_iou_counts", "ratio")
+                if all("mc_confusion" in r for r in loaded[model]):
+                    mc = _interval(loaded[model], "mc_confusion", "miou")
+                    if mc is not None:
+                        out.update(mc_low=mc.low, mc_high=mc.high)
+                    mc_tests[model] = ev.paired_bootstrap_test(ev.stack_seeds(loaded[model], "mc_confusion")[0],
+                                                               ev.stack_seeds(loaded[model], "confusion")[0])
+            except ValueError as exc:  # its seeds saw different images: no interval of the model
+                problems.append(f"{model}: {exc}")
+                del loaded[model]
+                missing.append(model)
+            else:
+                if miou is not None:
+                    out.update(miou_low=miou.low, miou_high=miou.high, interval="bootstrap")
+                if boundary is not None:
+                    out.update(boundary_low=boundary.low, boundary_high=boundary.high)
+        if not out["interval"] and not (pd.isna(row.get("miou_ci_low")) or pd.isna(row.get("miou_ci_high"))):
+            out.update(miou_low=row["miou_ci_low"], miou_high=row["miou_ci_high"], interval="t")
+        rows[model] = out
+    intervals = pd.DataFrame.from_dict(rows, orient="index") if rows else pd.DataFrame(
+        columns=["miou_low", "miou_high", "interval", "boundary_low", "boundary_high", "mc_low", "mc_high"])
+    order = {m: i for i, m in enumerate(ranked["model"])}
+    missing = sorted(set(missing), key=order.get)
+
+    test, no_test, untested = None, None, []
+    if ranked.empty:
+        no_test = "no model finished successfully"
+    elif not loaded:
+        no_test = NO_EVIDENCE
+    elif ranked["model"].iloc[0] not in loaded:
+        no_test = f"the top model, {ranked['model'].iloc[0]}, has no usable per-image evidence"
+    else:
+        untested = [m for m in ranked["model"] if m not in loaded]
+        try:
+            test = ev.tied_with_best({m: loaded[m] for m in ranked["model"] if m in loaded})
+        except ValueError as exc:  # the models saw different test images: no paired comparison
+            no_test = " ".join(str(exc).split())
+            untested = []
+    return EvidenceSummary(loaded, missing, intervals, test, untested, no_test, mc_tests, problems)

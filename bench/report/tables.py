@@ -8,6 +8,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.clock import format_duration
+from bench.report.comparable import OtherContext, synthetic
 from bench.report.stats import CLASS_METRICS
 
 DASH = "—"
@@ -61,6 +62,12 @@ def fmt_spread(row: pd.Series, metric: str) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
+def fmt_mean(row: pd.Series, metric: str) -> str:
+    """``mean ± std`` over seeds, or the plain mean with one seed (for tables with a seed column)."""
+    text = fmt_spread(row, metric)
+    return text.removesuffix(" (n=1)")
+
+
 def fmt_ci(row: pd.Series, metric: str) -> str:
     if _missing(row.get(metric, math.nan)):
         return DASH
@@ -105,43 +112,208 @@ def escape_cell(text: object) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def _render(rows: list[list[str]], headers: list[str], align: list[str]) -> str:
+def render_rows(rows: list[list[str]], headers: list[str], align: list[str]) -> str:
+    """A GitHub-flavoured Markdown table of text cells (escaped by the caller)."""
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True, colalign=align)
 
 
-def leaderboard_table(table: pd.DataFrame) -> str:
-    """One row per model, ranked by mean mIoU; models with no successful run come last."""
+_render = render_rows
+
+
+def fmt_interval(low: float, high: float) -> str:
+    return DASH if _missing(low) or _missing(high) else f"[{low:.3f}, {high:.3f}]"
+
+
+def fmt_miou_interval(row: pd.Series, intervals: pd.DataFrame | None) -> str:
+    """Mean mIoU and its 95% interval: ``0.760 [0.731, 0.788]`` (bootstrap over images, and seeds),
+    ``0.720 [0.670, 0.770] (t)`` (t-interval over seeds, no per-image evidence), ``0.660 (n=1)``
+    (one seed, no evidence: no interval)."""
+    mean = row.get("miou", math.nan)
+    if _missing(mean):
+        return DASH
+    model = row["model"]
+    if intervals is not None and model in intervals.index and intervals.at[model, "interval"]:
+        low, high, kind = (intervals.at[model, c] for c in ("miou_low", "miou_high", "interval"))
+    else:
+        low, high = row.get("miou_ci_low", math.nan), row.get("miou_ci_high", math.nan)
+        kind = "" if _missing(low) or _missing(high) else "t"
+    if not kind:
+        n = int(row.get("miou_n", 0) or 0)
+        return f"{mean:.3f} (n={n})" if n <= 1 else f"{mean:.3f}"
+    return f"{mean:.3f} {fmt_interval(low, high)}" + (" (t)" if kind == "t" else "")
+
+
+#: The "Tied with #1" cells.
+TIE_BEST, TIE_YES, TIE_NO, TIE_UNTESTED = "#1", "yes", "no", "not tested"
+
+
+def tie_marks(test: pd.DataFrame | None, ranked: list[str]) -> dict[str, str]:
+    """model -> its "Tied with #1" cell, for the ranked models; {} without a test."""
+    if test is None:
+        return {}
+    tied = dict(zip(test["model"], test["tied"], strict=True))
+    marks = {m: (TIE_YES if tied[m] else TIE_NO) if m in tied else TIE_UNTESTED for m in ranked}
+    marks[str(test["model"].iloc[0])] = TIE_BEST
+    return marks
+
+
+def leaderboard_table(table: pd.DataFrame, intervals: pd.DataFrame | None = None,
+                      marks: dict[str, str] | None = None) -> str:
+    """The main table: what decides a choice. One row per model, ranked by mean mIoU; models with no
+    successful run come last.
+
+    Args:
+        table: :func:`bench.report.stats.model_table`.
+        intervals: :attr:`bench.report.stats.EvidenceSummary.intervals` (None: t-intervals only).
+        marks: :func:`tie_marks`; the "Tied with #1" column is left out when empty (no test).
+    """
+    headers = ["#", "Model", "mIoU [95% interval]", *(["Tied with #1"] if marks else []), "Boundary IoU",
+               "Latency p50 (ms)", "Params (M)"]
+    align = ["right", "left", "right", *(["center"] if marks else []), "right", "right", "right"]
+    rows = []
+    for _, row in table.iterrows():
+        if row["n_ok"] == 0:
+            rows.append([DASH, model_label(row), "failed (see Failed runs)", *[DASH] * (len(headers) - 3)])
+            continue
+        rows.append([
+            str(int(row["rank"])), model_label(row), fmt_miou_interval(row, intervals),
+            *([marks.get(row["model"], TIE_UNTESTED)] if marks else []),
+            fmt_ratio(row.get("boundary_iou", math.nan)), fmt_number(row.get("latency_p50_ms", math.nan)),
+            fmt_params(row.get("params_total", math.nan)),
+        ])
+    return _render(rows, headers, align)
+
+
+def significance_table(test: pd.DataFrame, table: pd.DataFrame) -> str:
+    """Every tested model against #1: the mIoU difference on the same images, its 95% interval,
+    the paired bootstrap p-value and its Holm correction, and whether it is tied with #1."""
+    labels = {row["model"]: model_label(row) for _, row in table.iterrows()}
+    ranks = {row["model"]: str(int(row["rank"])) for _, row in table.dropna(subset=["rank"]).iterrows()}
+    rows = []
+    for i, row in enumerate(test.itertuples(index=False)):
+        first = i == 0
+        rows.append([
+            ranks.get(row.model, DASH), labels.get(row.model, row.model), f"{row.miou:.3f}",
+            DASH if first else f"{row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}]",
+            DASH if first else fmt_p(row.p_value), DASH if first else fmt_p(row.p_holm),
+            TIE_BEST if first else (TIE_YES if row.tied else TIE_NO),
+        ])
+    return _render(rows, ["#", "Model", "mIoU", "Minus #1 [95% interval]", "p", "p (Holm)", "Tied with #1"],
+                   ["right", "left", "right", "right", "right", "right", "center"])
+
+
+def fmt_p(p: float) -> str:
+    if _missing(p):
+        return DASH
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def accuracy_table(table: pd.DataFrame, intervals: pd.DataFrame | None = None) -> str:
+    """Both aggregations of mIoU, the foreground IoU, Boundary IoU with its interval and pixel accuracy."""
+    ranked = table[table["n_ok"] > 0]
+    headers = ["#", "Model", "Seeds ok", "mIoU pooled", "mIoU per image", "Foreground IoU",
+               "Boundary IoU [95% interval]", "Pixel acc."]
+    rows = []
+    for _, row in ranked.iterrows():
+        boundary = row.get("boundary_iou", math.nan)
+        cell = fmt_ratio(boundary)
+        if not _missing(boundary) and intervals is not None and row["model"] in intervals.index:
+            low, high = intervals.at[row["model"], "boundary_low"], intervals.at[row["model"], "boundary_high"]
+            cell += "" if _missing(low) else f" {fmt_interval(low, high)}"
+        rows.append([str(int(row["rank"])), model_label(row), f"{row['n_ok']} of {row['n_runs']}",
+                     fmt_mean(row, "miou"), fmt_mean(row, "miou_per_image"), fmt_mean(row, "fg_iou"), cell,
+                     fmt_mean(row, "pixel_accuracy")])
+    return _render(rows, headers, ["right", "left", *["right"] * (len(headers) - 2)])
+
+
+def calibration_table(table: pd.DataFrame) -> str:
+    """ECE, NLL and Brier score of every ranked model; a classical segmenter's hard labels have none (—)."""
+    ranked = table[table["n_ok"] > 0]
+    rows = [[str(int(row["rank"])), model_label(row), fmt_ratio(row.get("ece", math.nan)),
+             fmt_ratio(row.get("nll", math.nan)), fmt_ratio(row.get("brier", math.nan))]
+            for _, row in ranked.iterrows()]
+    return _render(rows, ["#", "Model", "ECE", "NLL (nats/pixel)", "Brier (per pixel)"],
+                   ["right", "left", "right", "right", "right"])
+
+
+def _pair(a: float, b: float) -> str:
+    return f"{fmt_ratio(a)} → {fmt_ratio(b)}"
+
+
+def monte_carlo_table(table: pd.DataFrame, intervals: pd.DataFrame | None, tests: dict) -> str:
+    """The Monte-Carlo-dropout models' accuracy and cost: one deterministic pass beside T passes.
+
+    Args:
+        table: The models with a stored ``mc_miou`` (rank order).
+        intervals: :attr:`bench.report.stats.EvidenceSummary.intervals`.
+        tests: Model -> :class:`bench.report.evidence.PairedTest` of MC minus deterministic mIoU.
+    """
+    headers = ["#", "Model", "T", "mIoU, 1 pass", "mIoU, MC [95% interval]", "MC minus 1 pass [95% interval]",
+               "Latency p50, 1 pass / T passes (ms)"]
+    rows = []
+    for _, row in table.iterrows():
+        model = row["model"]
+        mc = fmt_ratio(row.get("mc_miou", math.nan))
+        if intervals is not None and model in intervals.index and not _missing(intervals.at[model, "mc_low"]):
+            mc += f" {fmt_interval(intervals.at[model, 'mc_low'], intervals.at[model, 'mc_high'])}"
+        test = tests.get(model)
+        samples = row.get("mc_samples", math.nan)
+        rows.append([
+            str(int(row["rank"])), model_label(row), DASH if _missing(samples) else str(int(samples)),
+            fmt_ratio(row["miou"]), mc,
+            DASH if test is None else f"{test.difference:+.3f} [{test.low:+.3f}, {test.high:+.3f}]",
+            f"{fmt_number(row.get('latency_p50_ms', math.nan))} / {fmt_number(row.get('mc_latency_ms', math.nan))}",
+        ])
+    return _render(rows, headers, ["right", "left", *["right"] * (len(headers) - 2)])
+
+
+def monte_carlo_uncertainty_table(table: pd.DataFrame) -> str:
+    """The Monte-Carlo-dropout models' calibration, one pass → T passes, and how well their
+    predictive entropy finds their wrong pixels."""
+    headers = ["#", "Model", "ECE, 1 pass → MC", "NLL, 1 pass → MC", "Brier, 1 pass → MC", "AUROC", "PAvPU"]
+    rows = [[str(int(row["rank"])), model_label(row), _pair(row.get("ece", math.nan), row.get("mc_ece", math.nan)),
+             _pair(row.get("nll", math.nan), row.get("mc_nll", math.nan)),
+             _pair(row.get("brier", math.nan), row.get("mc_brier", math.nan)),
+             fmt_ratio(row.get("mc_auroc", math.nan)), fmt_ratio(row.get("mc_pavpu", math.nan))]
+            for _, row in table.iterrows()]
+    return _render(rows, headers, ["right", "left", *["right"] * (len(headers) - 2)])
+
+
+def costs_table(table: pd.DataFrame) -> str:
+    """Weights, seeds and every cost of each model (means over seeds), in leaderboard order."""
     has_device_mem = "peak_device_mem_mb" in table.columns and table["peak_device_mem_mb"].notna().any()
-    headers = ["#", "Model", "Weights", "Seeds ok", "mIoU (mean ± std)", "mIoU 95% CI", "Pixel acc.",
-               "Params (M)", "FLOPs (G)", "Latency p50 / p95 (ms)", "Throughput (img/s)", "Train time",
-               "Peak RAM"]
-    align = ["right", "left", "left", "right", "right", "right", "right", "right", "right", "right", "right",
-             "right", "right"]
+    headers = ["#", "Model", "Weights", "Seeds ok", "Params (M)", "FLOPs (G)", "Latency p50 / p95 (ms)",
+               "Throughput (img/s)", "Train time", "Peak RAM"]
     if has_device_mem:
         headers.append("Peak device mem.")
-        align.append("right")
     rows = []
     for _, row in table.iterrows():
         seeds = f"{row['n_ok']} of {row['n_runs']}"
+        weights = escape_cell(weights_label(row.get("weights", DASH)))
         if row["n_ok"] == 0:
-            rows.append([DASH, model_label(row), weights_label(row.get("weights", DASH)), seeds,
-                         "failed (see Failed runs)", *[DASH] * (len(headers) - 5)])
+            rows.append([DASH, model_label(row), weights, seeds, *[DASH] * (len(headers) - 4)])
             continue
-        train = row.get("train_time_s", math.nan)
         cells = [
-            str(int(row["rank"])), model_label(row), escape_cell(weights_label(row.get("weights", DASH))), seeds,
-            fmt_spread(row, "miou"), fmt_ci(row, "miou"), fmt_spread(row, "pixel_accuracy"),
-            fmt_params(row.get("params_total", math.nan)), fmt_gflops(row.get("flops_per_image", math.nan)),
-            f"{fmt_number(row.get('latency_p50_ms', math.nan))} / {fmt_number(row.get('latency_p95_ms', math.nan))}",
-            fmt_number(row.get("inference_throughput", math.nan)),
-            "none (not trained)" if row.get("family") == "classical" and (_missing(train) or train == 0)
-            else fmt_duration(train),
-            fmt_memory(row.get("peak_rss_mb", math.nan)),
+            str(int(row["rank"])), model_label(row), weights, seeds, fmt_params(row.get("params_total", math.nan)),
+            fmt_gflops(row.get("flops_per_image", math.nan)),
         ]
-        if has_device_mem:
-            cells.append(fmt_memory(row.get("peak_device_mem_mb", math.nan)))
-        rows.append(cells)
-    return _render(rows, headers, align)
+        rows.append(cells + _measured_costs(row, has_device_mem))
+    return _render(rows, headers, ["right", "left", "left", *["right"] * (len(headers) - 3)])
+
+
+def _measured_costs(row: pd.Series, has_device_mem: bool) -> list[str]:
+    """The device-dependent cost cells of a row: latency, throughput, training time, memory."""
+    train = row.get("train_time_s", math.nan)
+    cells = [
+        f"{fmt_number(row.get('latency_p50_ms', math.nan))} / {fmt_number(row.get('latency_p95_ms', math.nan))}",
+        fmt_number(row.get("inference_throughput", math.nan)),
+        "none (not trained)" if row.get("family") == "classical" and (_missing(train) or train == 0)
+        else fmt_duration(train),
+        fmt_memory(row.get("peak_rss_mb", math.nan)),
+    ]
+    if has_device_mem:
+        cells.append(fmt_memory(row.get("peak_device_mem_mb", math.nan)))
+    return cells
 
 
 def class_iou_table(table: pd.DataFrame) -> str:
@@ -166,3 +338,51 @@ def failed_runs_table(failed: pd.DataFrame) -> str:
 
 def key_value_table(pairs: list[tuple[str, str]]) -> str:
     return _render([[k, escape_cell(v)] for k, v in pairs], ["Field", "Value"], ["left", "left"])
+
+
+def other_device_costs_table(costs: pd.DataFrame, order: list[str]) -> str:
+    """Cost means per model and device for the runs measured on another device than the leaderboard's.
+
+    Args:
+        costs: :attr:`bench.report.comparable.Selection.other_device_costs`.
+        order: Model ids in leaderboard order (rows follow it, then the device name).
+    """
+    has_device_mem = "peak_device_mem_mb" in costs.columns and costs["peak_device_mem_mb"].notna().any()
+    headers = ["Model", "Device", "Seeds", "Latency p50 / p95 (ms)", "Throughput (img/s)", "Train time", "Peak RAM"]
+    if has_device_mem:
+        headers.append("Peak device mem.")
+    position = {m: i for i, m in enumerate(order)}
+    ordered = costs.assign(_at=costs["model"].map(position).fillna(len(position)))
+    rows = []
+    for _, row in ordered.sort_values(["_at", "model", "device"], kind="stable").iterrows():
+        cells = [model_label(row), escape_cell(row["device"]), str(int(row["n"]))]
+        rows.append(cells + _measured_costs(row, has_device_mem))
+    return _render(rows, headers, ["left", "left", *["right"] * (len(headers) - 2)])
+
+
+def other_contexts_table(others: list[OtherContext], synthetic_ranked: bool, shown: int = 6) -> str:
+    """One row per comparison context that is not ranked: its runs, models, and what differs.
+
+    Args:
+        others: :attr:`bench.report.comparable.Selection.others`.
+        synthetic_ranked: Whether the ranked runs are on generated data (to say when the data differ).
+        shown: Differing settings shown with their values; the rest are named only.
+    """
+    rows = []
+    for other in others:
+        runs = other.runs
+        failed = int((runs["status"] != "ok").sum())
+        count = f"{len(runs)}" + (f" ({failed} failed)" if failed else "")
+        models = ", ".join(sorted(set(runs["model"].astype(str))))
+        notes = []
+        if synthetic(runs) != synthetic_ranked:
+            notes.append("synthetic data there, real photos here" if synthetic(runs)
+                         else "real photos there, synthetic data here")
+        notes += [f"{key}: {here} here, {there} there" for key, here, there in other.differences[:shown]]
+        rest = [key for key, _, _ in other.differences[shown:]]
+        if rest:
+            notes.append(f"and {len(rest)} more ({', '.join(rest)})")
+        label = f"`{other.context_id}`" if other.context_id else "unknown (no readable config)"
+        rows.append([label, count, escape_cell(models), escape_cell("; ".join(notes) or "not recorded")])
+    return _render(rows, ["Context", "Runs", "Models", "Differs from the ranked context"],
+                   ["left", "right", "left", "left"])

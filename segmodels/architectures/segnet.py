@@ -38,8 +38,8 @@ DECODER_STAGES: tuple[tuple[int, ...], ...] = (
 class MonteCarloDropout(keras.layers.Dropout):
     """Dropout that can stay on at inference (``always_on=True``) for Monte-Carlo sampling.
 
-    Built with ``always_on=False`` it is plain dropout; :func:`mc_dropout_predict` clones the model
-    with these layers switched on and every other layer shared, so BatchNorm stays in inference
+    Built with ``always_on=False`` it is plain dropout; :func:`mc_sampler` clones the model with
+    every dropout layer switched on and every other layer shared, so BatchNorm stays in inference
     mode while the dropout masks vary.
     """
 
@@ -91,48 +91,86 @@ def bayesian_segnet(encoder: Encoder, num_classes: int, dropout: float = 0.5) ->
     return build_segnet(encoder, num_classes, dropout=dropout)
 
 
-def _sampler(model: keras.Model) -> keras.Model:
-    """The model with its Monte-Carlo dropout switched on; all other layers (and weights) shared."""
+def dropout_layers(model: keras.Model) -> list[keras.layers.Dropout]:
+    """Every ``Dropout`` layer with a positive rate in ``model``, nested models included."""
+    found: list[keras.layers.Dropout] = []
+
+    def walk(layer: keras.layers.Layer) -> None:
+        if isinstance(layer, keras.layers.Dropout) and layer.rate > 0:
+            found.append(layer)
+        for inner in getattr(layer, "layers", ()):
+            walk(inner)
+
+    for layer in model.layers:
+        walk(layer)
+    return found
+
+
+def mc_sampler(model: keras.Model, seed: int | None = None) -> keras.Model:
+    """The model with its dropout always on: one call is one Monte-Carlo sample (section 3.2).
+
+    Every ``Dropout`` layer (a :class:`MonteCarloDropout` of Bayesian SegNet, or the plain dropout
+    of another model, such as FCN's fc6/fc7) becomes an always-on :class:`MonteCarloDropout` of
+    the same rate; every other layer, and so every weight, is shared with ``model``. Call it with
+    ``training=False``: BatchNorm stays in inference mode while the dropout masks vary.
+
+    Args:
+        seed: Seeds the dropout masks: the same seed and the same calls give the same samples
+            (each layer draws from its own stream, ``seed * 1000 + its position``). ``None``
+            draws from Keras's global seed.
+
+    Raises:
+        ValueError: ``model`` has no dropout layer (nothing to sample).
+    """
+    found = dropout_layers(model)
+    if not found:
+        raise ValueError(
+            f"Model {model.name!r} has no Dropout layer; Monte-Carlo dropout inference needs a model with "
+            "dropout, such as 'bayesian_segnet-<backbone>' or an FCN (fc6/fc7)."
+        )
+    position = {id(layer): i for i, layer in enumerate(found)}
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if isinstance(layer, MonteCarloDropout):
-            return MonteCarloDropout(layer.rate, always_on=True, name=layer.name)
+        if id(layer) in position:
+            layer_seed = None if seed is None else seed * 1000 + position[id(layer)]
+            return MonteCarloDropout(
+                layer.rate, always_on=True, noise_shape=layer.noise_shape, seed=layer_seed, name=layer.name
+            )
         return layer
 
-    return keras.models.clone_model(model, clone_function=clone)
+    # Nested models are rebuilt only when a dropout layer lives in one (a U-Net block, say).
+    nested = any(all(layer is not top for top in model.layers) for layer in found)
+    return keras.models.clone_model(model, clone_function=clone, recursive=nested)
 
 
 def mc_dropout_predict(
-    model: keras.Model, images: Any, num_samples: int = 10, batch_size: int = 8
+    model: keras.Model, images: Any, num_samples: int = 10, batch_size: int = 8, seed: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Monte-Carlo dropout inference (Bayesian SegNet, section 3.2).
 
     Args:
-        model: A model with :class:`MonteCarloDropout` layers (``bayesian_segnet-*``).
+        model: A model with dropout (``bayesian_segnet-*``; see :func:`mc_sampler`).
         images: ``(N, H, W, 3)`` images in [0, 1].
         num_samples: Stochastic forward passes per image (the paper reports 40-50 for its best
             numbers; 10 already separates confident from uncertain pixels).
         batch_size: Images per forward pass.
+        seed: Seeds the dropout masks (:func:`mc_sampler`).
 
     Returns:
         ``(probabilities, uncertainty)``: the mean softmax over the passes, ``(N, H, W, C)``, and
         per-pixel uncertainty ``(N, H, W)``, the variance of the sampled softmax averaged over
         classes.
     """
-    if not any(isinstance(layer, MonteCarloDropout) for layer in model.layers):
-        raise ValueError(
-            f"Model {model.name!r} has no MonteCarloDropout layers; Monte-Carlo dropout inference "
-            "needs a Bayesian model such as 'bayesian_segnet-<backbone>'."
-        )
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2 to estimate a variance, got {num_samples}.")
-    sampler = _sampler(model)
-    forward = keras.ops.softmax
+    sampler = mc_sampler(model, seed)
     images = np.asarray(images, dtype="float32")
     means, variances = [], []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
-        samples = np.stack([keras.ops.convert_to_numpy(forward(sampler(batch, training=False))) for _ in range(num_samples)])
+        samples = np.stack([
+            keras.ops.convert_to_numpy(keras.ops.softmax(sampler(batch, training=False))) for _ in range(num_samples)
+        ])
         means.append(samples.mean(axis=0))
         variances.append(samples.var(axis=0).mean(axis=-1))
     return np.concatenate(means), np.concatenate(variances)

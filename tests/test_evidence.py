@@ -1,0 +1,368 @@
+"""Per-image evidence (bench.evidence) and the statistics on it (bench.report.evidence): known answers."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import ndimage, stats
+
+from bench.evidence import (
+    ENTROPY_BINS,
+    EvidenceAccumulator,
+    MCDropoutAccumulator,
+    boundary_iou_counts,
+    boundary_region,
+    boundary_width,
+    curve_points,
+    entropy_histograms,
+    load_evidence,
+    mc_summary,
+    running_means,
+    save_evidence,
+)
+from bench.report import evidence as ev
+
+# A population of per-image confusion matrices (rows true pet/background/border, columns
+# predicted) for the simulations: each image draws its own cell probabilities around Q.
+Q = np.array([[0.30, 0.03, 0.02], [0.02, 0.50, 0.03], [0.02, 0.03, 0.05]])
+
+
+def simulate(rng: np.random.Generator, shape: tuple[int, ...], pixels: int = 500, spread: float = 50.0) -> np.ndarray:
+    """Per-image confusion counts ``(*shape, 3, 3)`` whose expected pooled matrix is ``pixels * Q``."""
+    q = rng.dirichlet(spread * Q.ravel(), size=shape)
+    return rng.multinomial(pixels, q).reshape(*shape, 3, 3)
+
+
+def run_evidence(confusion: np.ndarray, index: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    return {"confusion": confusion, "image_index": np.arange(len(confusion)) if index is None else index}
+
+
+# === mIoU conventions ===
+
+
+def test_pooled_and_per_image_miou_differ_by_the_hand_computed_amount() -> None:
+    large_pet_perfect = [[50, 0, 0], [0, 40, 0], [0, 0, 10]]
+    small_pet_missed = [[0, 4, 0], [0, 96, 0], [0, 0, 0]]  # no border in truth or prediction
+    confusion = np.array([large_pet_perfect, small_pet_missed])
+    # Per image: image 1 has IoU 1 for all three classes -> 1. Image 2: pet 0/4 = 0, background
+    # 96/(100 + 96 - 96) = 0.96, border 0/0 left out -> (0 + 0.96) / 2 = 0.48. Mean: 0.74.
+    assert ev.per_image_miou(confusion) == pytest.approx([1.0, 0.48])
+    assert ev.imagewise_miou(confusion) == pytest.approx(0.74)
+    # Pooled: [[50, 4, 0], [0, 136, 0], [0, 0, 10]]: pet 50/54, background 136/140, border 10/10.
+    pooled = (Fraction(50, 54) + Fraction(136, 140) + 1) / 3
+    assert ev.pooled_miou(confusion) == pytest.approx(float(pooled))
+    assert ev.pooled_miou(confusion) - ev.imagewise_miou(confusion) == pytest.approx(float(pooled - Fraction(74, 100)))
+    # smp's default scores the absent border 1: image 2 -> (0 + 0.96 + 1) / 3, mean (1 + 1.96/3) / 2.
+    assert ev.imagewise_miou(confusion, absent_score=1.0) == pytest.approx((1 + 1.96 / 3) / 2)
+    # Seeds: the mean of each seed's pooled mIoU; a second seed that finds the small pet scores 1.
+    found = np.array([large_pet_perfect, [[4, 0, 0], [0, 96, 0], [0, 0, 0]]])
+    assert ev.pooled_miou(np.stack([confusion, found])) == pytest.approx((float(pooled) + 1) / 2)
+
+
+def test_foreground_iou_ignores_true_border_and_counts_predicted_border_as_not_pet() -> None:
+    confusion = np.array([[5, 1, 2], [3, 10, 0], [4, 1, 7]])
+    # Rows pet and background only: I = 5; true pet = 5 + 1 + 2 = 8; predicted pet = 5 + 3 = 8;
+    # U = 8 + 8 - 5 = 11. The 4 border pixels predicted pet are ignored.
+    assert ev.foreground_iou_counts(confusion).tolist() == [5, 11]
+    assert ev.pooled_ratio(ev.foreground_iou_counts(np.stack([confusion, confusion]))) == pytest.approx(5 / 11)
+
+
+# === Resampling ===
+
+
+def test_bootstrap_interval_covers_the_true_miou_at_about_the_nominal_rate() -> None:
+    rng = np.random.default_rng(0)
+    truth = float(ev.miou_of(Q))  # E[pooled confusion] = pixels * Q, so the population mIoU is Q's
+    datasets = simulate(rng, (200, 50))
+    intervals = [ev.miou_interval(d, n_resamples=1000, seed=i) for i, d in enumerate(datasets)]
+    coverage = np.mean([iv.low <= truth <= iv.high for iv in intervals])
+    assert 0.90 <= coverage <= 0.99
+
+
+def test_bootstrap_is_byte_identical_hierarchical_and_refuses_few_resamples() -> None:
+    rng = np.random.default_rng(1)
+    seeds = simulate(rng, (3, 40))
+    first, again = ev.miou_interval(seeds), ev.miou_interval(seeds)
+    assert first == again and first.n_resamples == ev.N_RESAMPLES
+    assert first.estimate == pytest.approx(np.mean([ev.pooled_miou(s) for s in seeds]))
+    assert first.low < first.estimate < first.high
+    counts = np.stack([rng.integers(0, 50, 40), rng.integers(50, 100, 40)], axis=-1)
+    boundary = ev.ratio_interval(counts, seed=7)
+    assert boundary == ev.ratio_interval(counts.copy(), seed=7)
+    assert boundary.estimate == pytest.approx(counts[:, 0].sum() / counts[:, 1].sum())
+    assert boundary.low < boundary.estimate < boundary.high
+    with pytest.raises(ValueError, match="at least 1000"):
+        ev.miou_interval(seeds, n_resamples=999)
+
+
+def test_paired_test_finds_a_planted_difference_and_not_a_null_one() -> None:
+    rng = np.random.default_rng(2)
+    a = simulate(rng, (40,))
+    planted = a.copy()
+    moved = planted[:, 0, 0] // 10  # 10% of each image's correct pet pixels become background
+    planted[:, 0, 0] -= moved
+    planted[:, 0, 1] += moved
+    found = ev.paired_bootstrap_test(a, planted)
+    assert found.difference > 0 and found.low > 0 and found.p_value < 0.05
+    null = ev.paired_bootstrap_test(a, simulate(rng, (40,)))
+    assert null.p_value > 0.05 and null.low < 0 < null.high
+    assert ev.paired_bootstrap_test(a, a).p_value == 1.0
+
+
+def test_paired_test_false_positive_rate_is_about_alpha() -> None:
+    rng = np.random.default_rng(3)
+    q = rng.dirichlet(50.0 * Q.ravel(), size=(200, 40))  # the images, shared by both models
+    a = rng.multinomial(500, q).reshape(200, 40, 3, 3)
+    b = rng.multinomial(500, q).reshape(200, 40, 3, 3)
+    tests = [ev.paired_bootstrap_test(x, y, n_resamples=1000, seed=i) for i, (x, y) in enumerate(zip(a, b))]
+    p = np.array([t.p_value for t in tests])
+    assert 0.01 <= np.mean(p < 0.05) <= 0.10
+
+
+def test_holm_on_a_hand_example() -> None:
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max makes
+    # the last 0.06. Back in input order:
+    assert ev.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # 0.5 * 2 = 1.0, then 0.9 * 1 = 0.9 is raised to 1.0 by monotonicity.
+    assert ev.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_tied_group_keeps_the_null_model_and_drops_the_worse_one() -> None:
+    rng = np.random.default_rng(2)
+    a = simulate(rng, (40,))
+    worse = a.copy()
+    moved = worse[:, 0, 0] // 3  # a third of the correct pet pixels lost
+    worse[:, 0, 0] -= moved
+    worse[:, 0, 1] += moved
+    reverse = np.arange(40)[::-1]
+    models = {
+        "a": [run_evidence(a)],
+        # Two seeds, one stored in another image order: aligned on image_index.
+        "b": [run_evidence(simulate(rng, (40,))[reverse], reverse), run_evidence(simulate(rng, (40,)))],
+        "worse": [run_evidence(worse)],
+    }
+    table = ev.tied_with_best(models)
+    assert table["rank"].tolist() == [1, 2, 3] and table["model"].iloc[2] == "worse"
+    assert table["tied"].tolist() == [True, True, False]
+    assert (table["p_holm"].iloc[1:] >= table["p_value"].iloc[1:]).all()
+    assert table["difference"].iloc[0] == 0 and (table["difference"].iloc[1:] < 0).all()
+    with pytest.raises(ValueError, match="different test images"):
+        ev.tied_with_best({"a": [run_evidence(a)], "short": [run_evidence(a[:30])]})
+
+
+# === Calibration ===
+
+
+def _probabilities(top_class: np.ndarray, levels: tuple[float, float]) -> np.ndarray:
+    """The first half of the pixels put ``levels[0]`` on ``top_class``, the rest ``levels[1]``."""
+    n = top_class.size
+    top = np.where(np.arange(n) < n // 2, levels[0], levels[1])
+    probs = np.repeat(((1 - top) / 2)[:, None], 3, axis=1)
+    probs[np.arange(n), top_class] = top
+    return probs
+
+
+def _sample_labels(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    return (rng.random(probs.shape[:-1])[..., None] > np.cumsum(probs, axis=-1)).sum(axis=-1).clip(0, 2)
+
+
+def _evidence_of(masks: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    acc = EvidenceAccumulator()
+    acc.update(masks, np.log(probs).astype(np.float32))
+    return acc.result()
+
+
+def test_ece_is_near_zero_when_calibrated_and_the_expected_gap_when_overconfident() -> None:
+    rng = np.random.default_rng(4)
+    shape = (8, 64, 64)
+    n = math.prod(shape)
+    top_class = rng.integers(0, 3, n)
+    truth = _probabilities(top_class, (0.6, 0.8))
+    labels = _sample_labels(rng, truth)
+    masks = labels.reshape(shape)
+    calibrated = _evidence_of(masks, truth.reshape(*shape, 3))
+    assert ev.calibration_scores(calibrated)["ece"] < 0.01
+    # Overconfident: the same argmax with 0.9 where the truth is 0.6 and 0.95 where it is 0.8;
+    # the two land in different bins, so ECE = 0.5 * |0.6 - 0.9| + 0.5 * |0.8 - 0.95| = 0.225.
+    sharp = _probabilities(top_class, (0.9, 0.95))
+    overconfident = ev.calibration_scores(_evidence_of(masks, sharp.reshape(*shape, 3)))
+    assert overconfident["ece"] == pytest.approx(0.225, abs=0.01)
+    # NLL and Brier against NumPy on the same pixels.
+    onehot = np.eye(3)[labels]
+    assert overconfident["nll"] == pytest.approx(-np.log(sharp[np.arange(n), labels]).mean(), rel=1e-4)
+    assert overconfident["brier"] == pytest.approx(((sharp - onehot) ** 2).sum(axis=1).mean(), rel=1e-4)
+
+
+def test_ece_is_near_zero_for_labels_sampled_from_random_predictions() -> None:
+    rng = np.random.default_rng(5)
+    shape = (8, 128, 128)
+    probs = rng.dirichlet([0.5, 0.5, 0.5], size=shape)
+    labels = _sample_labels(rng, probs)
+    assert ev.calibration_scores(_evidence_of(labels, probs))["ece"] < 0.01
+
+
+# === Boundary IoU ===
+
+
+def test_boundary_width_scales_with_the_image_diagonal() -> None:
+    # round(0.02 * sqrt(2) * side): 128 -> 3.62 -> 4; 224 -> 6.34 -> 6; 512 -> 14.48 -> 14; 16 -> 0.45 -> 1.
+    assert [boundary_width(s) for s in (128, 224, 512, 16)] == [4, 6, 14, 1]
+    assert boundary_width((100, 300)) == round(0.02 * math.hypot(100, 300))
+    # A mask filling the image: its band is the frame, 2 px deep (the frame counts as contour).
+    band = boundary_region(tf.ones((1, 10, 12), tf.bool), 2)
+    assert int(tf.reduce_sum(tf.cast(band, tf.int32))) == 10 * 12 - 6 * 8
+
+
+def _square(shift: int, side: int = 20, size: int = 40) -> np.ndarray:
+    mask = np.zeros((1, size, size), dtype=bool)
+    mask[0, 10 : 10 + side, 8 + shift : 8 + shift + side] = True
+    return mask
+
+
+def test_boundary_iou_of_identical_and_shifted_squares() -> None:
+    # A 20x20 square, band d = 2 (chessboard): |G_d| = 20^2 - 16^2 = 144.
+    # Shift by k = 1 column: the 4 rows of the top and bottom bands overlap in 19 columns (76);
+    # the 16 middle rows have columns {0,1,18,19} vs {1,2,19,20}: 2 in common (32).
+    # I = 108, U = 144 + 144 - 108 = 180, Boundary IoU = 0.6.
+    # Shift by k = 3: 4 rows x 17 columns = 68; middle rows {0,1,18,19} vs {3,4,21,22}: none.
+    # I = 68, U = 220 (mask IoU would be 340 / 460 = 0.74).
+    counts = [boundary_iou_counts(_square(0), _square(k), 2).numpy()[0].tolist() for k in (0, 1, 3)]
+    assert counts == [[144, 144], [108, 180], [68, 220]]
+    # Through the whole evaluation step: pet = class 0, background 1, band width given.
+    masks = np.where(_square(0), 0, 1)
+    logits = np.eye(3, dtype=np.float32)[np.where(_square(3), 0, 1)] * 5.0
+    acc = EvidenceAccumulator(width=2)
+    acc.update(masks, logits)
+    acc.update(masks, np.eye(3, dtype=np.float32)[masks] * 5.0)
+    result = acc.result()
+    assert result["boundary_iou_counts"].tolist() == [[68, 220], [144, 144]]
+    assert ev.per_image_boundary_iou(result["boundary_iou_counts"]) == pytest.approx([68 / 220, 1.0])
+    assert ev.boundary_iou(result["boundary_iou_counts"]) == pytest.approx((68 + 144) / (220 + 144))
+
+
+def test_boundary_region_matches_the_reference_erosion() -> None:
+    """boundary-iou-api: zero-pad, erode with a 3x3 kernel d times, subtract (here scipy.ndimage)."""
+    rng = np.random.default_rng(6)
+    blobs = ndimage.gaussian_filter(rng.random((4, 33, 47)), sigma=(0, 3, 3)) > 0.5  # some touch the frame
+    for width in (1, 3):
+        reference = blobs & ~np.stack([ndimage.binary_erosion(b, np.ones((3, 3)), iterations=width) for b in blobs])
+        assert np.array_equal(boundary_region(blobs, width).numpy(), reference)
+
+
+# === On-device counts ===
+
+
+def test_per_image_confusion_equals_a_numpy_reference() -> None:
+    rng = np.random.default_rng(7)
+    masks = rng.integers(0, 3, (5, 12, 20, 1)).astype(np.uint8)
+    logits = rng.normal(size=(5, 12, 20, 3)).astype(np.float32)
+    acc = EvidenceAccumulator()
+    acc.update(masks[:3], logits[:3], image_index=[10, 11, 12])
+    acc.update(masks[3:], logits[3:], image_index=[13, 14])
+    result = acc.result()
+    predicted = logits.argmax(-1)
+    expected = np.stack([
+        np.bincount(m.ravel() * 3 + p.ravel(), minlength=9).reshape(3, 3) for m, p in zip(masks[..., 0], predicted)
+    ])
+    assert result["confusion"].dtype == np.int32 and np.array_equal(result["confusion"], expected)
+    assert result["image_index"].tolist() == [10, 11, 12, 13, 14]
+    assert result["calibration_count"].sum() == masks.size
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_p, masks.astype(np.int64), axis=-1).sum(axis=(1, 2, 3))
+    assert result["nll_sum"] == pytest.approx(nll, rel=1e-5)
+
+
+def test_evidence_survives_a_save_and_load(tmp_path) -> None:
+    rng = np.random.default_rng(8)
+    acc = EvidenceAccumulator()
+    acc.update(rng.integers(0, 3, (2, 16, 16)), rng.normal(size=(2, 16, 16, 3)).astype(np.float32))
+    result = acc.result()
+    save_evidence(tmp_path / "evidence.npz", result)
+    loaded = load_evidence(tmp_path / "evidence.npz")
+    assert loaded.keys() == result.keys()
+    assert all(np.array_equal(loaded[k], v) and loaded[k].dtype == v.dtype for k, v in result.items())
+    with pytest.raises(ValueError, match="confusion"):
+        save_evidence(tmp_path / "bad.npz", {**result, "confusion": result["confusion"].astype(np.float64)})
+
+
+# === Uncertainty ===
+
+
+def test_auroc_from_histograms_matches_the_exact_rank_auroc() -> None:
+    rng = np.random.default_rng(9)
+    shape = (4, 64, 64)
+    probs = tf.nn.softmax(rng.normal(scale=2.0, size=(*shape, 3)).astype(np.float32)).numpy()
+    labels = _sample_labels(rng, probs)
+    correct, wrong = entropy_histograms(labels, probs).numpy()
+    assert correct.sum() + wrong.sum() == labels.size
+    assert entropy_histograms(labels, probs, ignore_border=True).numpy().sum() == (labels != 2).sum()
+    entropy = -(probs * np.log(probs)).sum(-1).ravel()
+    is_wrong = (probs.argmax(-1) != labels).ravel()
+    ranks = stats.rankdata(entropy)
+    n_wrong, n_correct = is_wrong.sum(), (~is_wrong).sum()
+    exact = (ranks[is_wrong].sum() - n_wrong * (n_wrong + 1) / 2) / (n_wrong * n_correct)
+    binned = ev.auroc_from_histograms(correct, wrong)
+    resolution = (correct * wrong).sum() / (2 * n_wrong * n_correct)  # the within-bin pairs' share
+    assert abs(binned - exact) <= resolution + 1e-4
+    assert abs(binned - exact) < 0.01 and exact > 0.6
+
+
+def test_pavpu_and_auroc_on_a_hand_example() -> None:
+    correct, wrong = np.zeros(ENTROPY_BINS, np.int32), np.zeros(ENTROPY_BINS, np.int32)
+    correct[10], correct[80] = 70, 10  # certain (below bin 50 = 0.5 log 3) and uncertain
+    wrong[20], wrong[90] = 5, 15
+    # n_ac = 70, n_au = 10, n_ic = 5, n_iu = 15: PAvPU = (70 + 15) / 100.
+    assert ev.pavpu(correct, wrong) == pytest.approx(0.85)
+    # Threshold at bin 15: n_ac = 70, n_iu = 20 -> 0.90.
+    assert ev.pavpu(correct, wrong, threshold=0.15) == pytest.approx(0.90)
+    # AUROC: the 5 wrong in bin 20 beat 70 correct, the 15 in bin 90 beat all 80: 1550 / 1600.
+    assert ev.auroc_from_histograms(correct, wrong) == pytest.approx(1550 / 1600)
+    assert ev.uncertainty_scores({"mc_entropy_histogram": np.stack([correct, wrong])})["pavpu"] == pytest.approx(0.85)
+
+
+def test_running_means_hold_one_sum_and_match_the_full_mean() -> None:
+    rng = np.random.default_rng(10)
+    samples = tf.nn.softmax(rng.normal(size=(7, 2, 4, 4, 3)).astype(np.float32)).numpy()
+    drawn = []
+
+    def stream():
+        for s in samples:
+            drawn.append(1)
+            yield s
+
+    assert curve_points(7) == (1, 2, 5, 7) and curve_points(50) == (1, 2, 5, 10, 20, 50)
+    got = list(running_means(stream(), (1, 2, 5)))
+    assert [t for t, _ in got] == [1, 2, 5] and len(drawn) == 5  # stops at the last point
+    for t, mean in got:
+        np.testing.assert_allclose(mean.numpy(), samples[:t].mean(axis=0), rtol=1e-6)
+    mean, entropy = mc_summary(samples)
+    np.testing.assert_allclose(entropy.numpy(), -(samples.mean(0) * np.log(samples.mean(0))).sum(-1), rtol=1e-5)
+
+
+def _mc_run(seed: int) -> dict[str, np.ndarray]:
+    keras.utils.set_random_seed(seed)  # seeds the weights and the Dropout layer's SeedGenerator
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Dropout(0.5)(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(x))
+    data = np.random.default_rng(0)
+    images = data.random((2, 16, 16, 3), dtype=np.float32)
+    masks = data.integers(0, 3, (2, 16, 16))
+    acc = MCDropoutAccumulator(num_samples=10)
+    acc.update(masks, (keras.ops.softmax(model(images, training=True)) for _ in range(10)))
+    return acc.result()
+
+
+def test_mc_dropout_sampling_is_reproducible_for_a_seed() -> None:
+    first, again, other = _mc_run(3), _mc_run(3), _mc_run(4)
+    assert first["mc_curve_samples"].tolist() == [1, 2, 5, 10]
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first["mc_entropy_histogram"], other["mc_entropy_histogram"])
+    curve = ev.sample_curve(first)
+    assert curve["samples"].tolist() == [1, 2, 5, 10] and curve[["miou", "ece"]].notna().all().all()
+    assert first["mc_curve_confusion"].sum(axis=(1, 2)).tolist() == [2 * 16 * 16] * 4
