@@ -1,4 +1,5 @@
-"""Sessions: `nox -s bench` runs the benchmark, `nox -s tests` the test suite.
+"""Sessions: `nox -s bench` runs the benchmark, `nox -s tests` the test suite, `nox -s gpu` the
+accelerator check (a short matrix of precision and XLA modes; fails loudly).
 
 Arguments after `--` pass through: `nox -s bench -- --profile smoke --arch 'unet*'`.
 """
@@ -53,17 +54,37 @@ def bench(session: nox.Session) -> None:
 def perf(session: nox.Session) -> None:
     """pytest-benchmark timings: the input pipeline, the harness's overhead, and its latency cross-check.
 
-    The JSON lands beside the quick profile's results; the suite compares the harness's batch-1
-    p50 with pytest-benchmark's median for the same callable (they must agree within 10%).
+    The JSON lands in results/local/perf (ignored by git, like every user's results); the suite
+    compares the harness's batch-1 p50 with pytest-benchmark's median for the same callable (they
+    must agree within 10%).
     """
     session.install("-e", ".[bench,test]")
-    out = ROOT / "results" / "quick"
+    out = ROOT / "results" / "local" / "perf"
     out.mkdir(parents=True, exist_ok=True)
     args = session.posargs or ["tests/perf", "-s"]
     session.run(
         "pytest", "-m", "perf", "-p", "no:cacheprovider", "--benchmark-json", str(out / "benchmark.json"), *args,
         env=_env(),
     )
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """The accelerator check (issue #13): every precision x XLA mode on a short schedule, through the CLI.
+
+    Prints images/s per model and mode and the mIoU parity table; exits non-zero on any failed run,
+    any run that fell back from the mode asked for, or parity outside the tolerance; exits 3 where
+    TensorFlow sees no GPU (`-- --allow-cpu` runs it on the CPU). `-- --models unet-mobilenetv2`
+    for a shorter matrix; arguments after a second `--` go to every `python -m bench run`.
+    """
+    # The CUDA libraries TensorFlow needs come with its [and-cuda] extra (Linux).
+    session.install("-e", ".[bench,test]", "tensorflow[and-cuda]")
+    # First the training loop with and without a host sync per step (ms/step, on the GPU), then the matrix.
+    session.run(
+        "pytest", "tests/perf/test_speed_modes.py", "-m", "perf", "-k", "per_step_sync", "-s", "-p", "no:cacheprovider",
+        env=_env(),
+    )
+    session.run("python", "-m", "bench.gpu_check", *session.posargs, env=_env())
 
 
 @nox.session

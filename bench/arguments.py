@@ -71,6 +71,11 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(seeds))
 
 
+def parse_globs(text: str) -> tuple[str, ...]:
+    """``"bayesian_segnet, fcn*"`` -> ``("bayesian_segnet", "fcn*")``; ``""`` -> ``()``."""
+    return tuple(g.strip() for g in text.split(",") if g.strip())
+
+
 def _integer(name: str) -> Any:
     """An argparse type: any integer (its range is the profile's to check)."""
 
@@ -122,13 +127,45 @@ def build_parser() -> argparse.ArgumentParser:
             help="GPUs one run trains on; above 1 with tf.distribute.MirroredStrategy, the global batch staying "
                  "the profile's (default: 1, the GPU where there is one, else the CPU)",
         )
+        speed = p.add_argument_group("speed mode (part of a run's identity; README 'Speed')")
+        speed.add_argument(
+            "--precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
+            help="Keras dtype policy; the logits stay float32 (default: the profile's, float32)",
+        )
+        speed.add_argument(
+            "--xla", choices=["auto", "on", "off"],
+            help="XLA compilation; auto = on for one GPU without op determinism, off on CPUs (default: auto)",
+        )
+        speed.add_argument(
+            "--deterministic", action=argparse.BooleanOptionalAction, default=None,
+            help="TensorFlow's op determinism: the same seed gives the same numbers (default: on)",
+        )
+        speed.add_argument(
+            "--fast", action="store_true",
+            help="the fastest mode on this machine's device (GPU: mixed precision, XLA, no determinism; CPU: "
+                 "float32, no XLA); --precision/--xla/--deterministic given beside it win",
+        )
+        mc = p.add_argument_group("Monte-Carlo dropout (part of the identity of the runs it evaluates only)")
+        mc.add_argument(
+            "--mc-samples", type=_int_at_least(0, "--mc-samples"), metavar="T",
+            help="stochastic passes per test batch for the models --mc-models names, seeded by the run's seed; "
+                 "0 = none (default: the profile's: smoke 2, quick 8, full 50)",
+        )
+        mc.add_argument(
+            "--mc-models", type=parse_globs, metavar="GLOBS",
+            help="models evaluated with Monte-Carlo dropout as well, globs matched as --arch's: "
+                 "'bayesian_segnet,fcn*'; '' = none (default: bayesian_segnet)",
+        )
         p.add_argument("--out", type=Path, help="results directory (default: results/<profile>)")
 
     run = commands.add_parser("run", help="train and measure the selected matrix, then render the report")
     selection(run)
     run.add_argument("--force", action="store_true", help="redo runs that are already stored")
     run.add_argument("--retry-failed", action="store_true", help="redo stored failed runs (successes are kept)")
-    run.add_argument("--run-timeout", type=float, metavar="SECONDS", help="stop a run after this long (stored as failed)")
+    run.add_argument(
+        "--run-timeout", type=_positive_float("--run-timeout"), metavar="SECONDS",
+        help="stop a run after this long (stored as failed)",
+    )
     run.add_argument("--no-report", action="store_true", help="do not render the report at the end")
     run.add_argument(
         "--jobs", type=_int_at_least(1, "--jobs"), metavar="N",

@@ -18,8 +18,12 @@ from bench.arguments import UsageError, build_parser
 from bench.executors.base import EXIT_INTERRUPTED
 from bench.profiles import PROFILES, Profile, ProfileError
 
-DEFAULT_RESULTS = Path("results")
+#: Where the committed reference results live (``results/<profile>``): read-only for sweeps.
+REFERENCE_RESULTS = Path("results")
+#: Where a user's sweeps write by default (``results/local/<profile>``), ignored by git.
+DEFAULT_RESULTS = REFERENCE_RESULTS / "local"
 EXIT_USAGE = 2
+EXIT_STORE = 74  # EX_IOERR: the store could not be written (disk full, ...)
 
 
 # === Resolving ===
@@ -28,17 +32,21 @@ EXIT_USAGE = 2
 def resolve_profile(args: argparse.Namespace) -> Profile:
     """The named profile with the command line's overrides applied."""
     if args.profile not in PROFILES:
-        import difflib
+        from segmodels.registry import suggest
 
-        near = difflib.get_close_matches(args.profile, PROFILES, n=1)
-        hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise UsageError(f"unknown profile {args.profile!r}.{hint} Profiles: {', '.join(PROFILES)}.")
+        raise UsageError(f"unknown profile {args.profile!r}.{suggest(args.profile, PROFILES)} Profiles: {', '.join(PROFILES)}.")
     overrides = {
         "seeds": args.seeds, "data": args.data, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
         "batch_size": args.batch_size, "image_size": args.image_size, "weights": args.weights,
         "precise_bn_batches": args.precise_bn_batches, "jobs": getattr(args, "jobs", None),
+        "precision": args.precision, "xla": args.xla, "deterministic": args.deterministic,
+        "mc_samples": args.mc_samples, "mc_models": args.mc_models,
     }
+    if args.mc_models:
+        check_mc_models(args.mc_models)
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.fast:
+        overrides = {**fast_overrides(PROFILES[args.profile]), **overrides}
     if overrides.get("data") is not None:
         overrides["data"] = check_data(overrides["data"])
     try:
@@ -51,7 +59,40 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
             f"batch is split evenly across the GPUs (pass --batch-size "
             f"{-(-profile.batch_size // args.gpus_per_run) * args.gpus_per_run})."
         )
+    if profile.xla == "on" and args.gpus_per_run > 1:
+        raise UsageError(
+            f"--xla on cannot train on --gpus-per-run {args.gpus_per_run} devices: under MirroredStrategy XLA fails on "
+            "the replicas' variables (tensorflow.org/xla/known_issues, 'tf.Variable on a different device'), which "
+            "is why Keras's own auto turns it off there. Use --xla auto or off, or one device per run."
+        )
     return profile
+
+
+def fast_overrides(base: Profile) -> dict[str, Any]:
+    """``--fast``: the fastest mode on this machine's device (:func:`bench.modes.fast_settings`),
+    said on stderr; an eager profile (smoke) compiles nothing, so XLA stays off there."""
+    from bench.modes import fast_settings, local_gpus
+
+    choice = fast_settings(local_gpus())
+    settings = choice.settings()
+    if base.run_eagerly and settings["xla"] == "on":
+        settings["xla"] = "off"
+    print(f"--fast: precision {settings['precision']}, XLA {settings['xla']}, deterministic "
+          f"{'on' if settings['deterministic'] else 'off'} ({choice.reason})", file=sys.stderr)
+    return settings
+
+
+def check_mc_models(globs: Sequence[str]) -> None:
+    """A ``--mc-models`` glob that names no model is a usage error (a typo would silently do nothing)."""
+    import fnmatch
+
+    from bench.plan import all_models
+
+    models = all_models()
+    for glob in globs:
+        if not any(fnmatch.fnmatch(a, glob) or fnmatch.fnmatch(f"{a}-{b}", glob) for a, b in models):
+            architectures = sorted({a for a, _ in models})
+            raise UsageError(f"--mc-models {glob!r} matches no model. Architectures: {', '.join(architectures)}.")
 
 
 def check_data(text: str) -> str:
@@ -72,7 +113,7 @@ def resolve_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
     pairs = select_models(args.arch, args.backbone)
     if not pairs:
         raise UsageError(
-            f"no model matches --arch {args.arch!r} --backbone {args.backbone!r}. "
+            f"no model matches --arch {args.arch!r} --backbone {args.backbone!r}.{_nearest_model(args)} "
             f"Architectures: {', '.join(segmodels.list_architectures())}. "
             f"Backbones: {', '.join(segmodels.list_backbones())}. "
             f"Classical models (--arch 'classical-*', --backbone <method>): {', '.join(list_classical_models())}."
@@ -80,8 +121,38 @@ def resolve_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
     return pairs
 
 
+def _nearest_model(args: argparse.Namespace) -> str:
+    """" Did you mean ...?" for the first plain (glob-free) --arch or --backbone name that matches nothing."""
+    from bench.plan import all_models, split_globs
+    from segmodels.registry import suggest
+
+    models = all_models()
+    archs = {a for a, _ in models} | {f"{a}-{b}" for a, b in models}
+    backbones = {b for _, b in models}
+    for globs, known in ((args.arch, archs), (args.backbone, backbones)):
+        for name in split_globs(globs):
+            if not any(c in name for c in "*?[") and name not in known:
+                hint = suggest(name, sorted(known))
+                if hint:
+                    return hint
+    return ""
+
+
 def results_dir(args: argparse.Namespace, profile: Profile) -> Path:
+    """``--out``, else ``results/local/<profile>`` (never the committed reference)."""
     return args.out if args.out is not None else DEFAULT_RESULTS / profile.name
+
+
+def check_out(out: Path) -> None:
+    """Fails before anything runs when ``out`` can never be a results folder."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "is a file" if folder == out else f"is below {folder}, which is a file"
+                raise UsageError(f"--out {out} {where}; pass a folder.")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UsageError(f"--out {out} cannot be written: {folder} is not writable (read-only?). Pass another --out.")
+            return
 
 
 # === Commands ===
@@ -94,8 +165,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
     profile = resolve_profile(args)
     pairs = resolve_pairs(args)
     out = results_dir(args, profile)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory.")
+    check_out(out)
     from bench.data import DataError
 
     try:
@@ -120,14 +190,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     failed = {c.run_id for c in st.failed}
     rows = []
     for cfg in runs:
-        record = store.load_record(cfg.run_id) if cfg.run_id in done | failed else None
+        record = st.stored.get(cfg.run_id) if cfg.run_id in done | failed else None
         state = "done" if cfg.run_id in done else ("FAILED" if cfg.run_id in failed else "to do")
         time_s = record["wall_time_s"] if record and record.get("wall_time_s") else est[cfg.run_id].seconds
         basis = "stored" if record else est[cfg.run_id].source
-        rows.append([cfg.model, cfg.seed, state, f"{format_duration(time_s)} ({basis})", cfg.run_id])
+        rows.append([cfg.model, cfg.seed, state, f"{format_duration(time_s)} ({basis})", record["run_id"] if record else cfg.run_id])
     print(f"Profile {profile.name}: {profile.description}")
     print(f"Data: {data.describe()}")
     print(f"Results: {out}")
+    mine = store.context()
+    if mine is not None and mine.get("context_id") != runs[0].context_id:
+        from bench.store import context_mismatch
+
+        print(f"!! {context_mismatch(out, mine.get('context', {}), runs[0].context())}")
     print(tabulate(rows, headers=["model", "seed", "status", "time", "run id"], tablefmt="github"))
     print(
         f"\n{len(runs)} runs: {len(st.done)} done, {len(st.failed)} failed, {len(st.todo)} to do; "
@@ -167,24 +242,36 @@ def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import envinfo
+    from bench.build import imagenet_weights_available
     from bench.estimate import describe_estimate, estimates
     from bench.executors.ray import RayExecutorError
     from bench.plan import status
-    from bench.store import SweepLockedError
+    from bench.store import FolderNotOwnedError, StoreWriteError, SweepLockedError
     from bench.sweep import render_report, sweep
 
     profile, data, store, out, runs = _prepare(args)
+    (context_id,) = {cfg.context_id for cfg in runs}  # one sweep, one comparison context
+    try:
+        store.claim(runs[0].context(), context_id)
+    except FolderNotOwnedError as error:
+        raise UsageError(str(error)) from None
     executor = make_executor(args, profile)
     err = sys.stderr
     try:
         with store.lock(), executor:
-            store.clean_staging()
+            store.clean_temporary()
             store.consolidate()
-            st = status(runs, store, force=args.force, retry_failed=args.retry_failed)
+            st = status(
+                runs, store, force=args.force, retry_failed=args.retry_failed,
+                weights_available=imagenet_weights_available,
+            )
             est = estimates(st.todo, store, data)
             print(f"Profile {profile.name}: {profile.description}", file=err)
             print(f"Data: {data.describe()}", file=err)
             print(f"Executor: {executor.describe()}", file=err)
+            from bench.modes import describe_profile_mode, local_gpus
+
+            print(f"Speed mode: {describe_profile_mode(profile, accelerator=bool(local_gpus()))}", file=err)
             if data.synthetic and profile.data != "synthetic":
                 print("!! No real pet photos were found: this sweep runs on SYNTHETIC data. Its quality "
                       "numbers say nothing about real images.", file=err)
@@ -193,6 +280,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"(--retry-failed redoes them), {len(st.todo)} to run. Estimated time: {describe_estimate(st.todo, est, executor.slots)}.",
                 file=err,
             )
+            if st.retried_weights:
+                print(f"{len(st.retried_weights)} run(s) stored with random initialisation because ImageNet weights "
+                      "could not be had are redone: the weights can be had now.", file=err)
             environment = {
                 **envinfo.collect(),
                 **envinfo.dataset_columns(data.provenance),
@@ -206,15 +296,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             result = sweep(
                 st.todo, store, environment=environment, est=est, timeout_s=args.run_timeout, out=err, executor=executor
             )
-            store.consolidate()
     except SweepLockedError as error:
         print(f"error: {error}", file=err)
         return EXIT_USAGE
     except RayExecutorError as error:
         raise UsageError(str(error)) from None
+    except StoreWriteError as error:  # before the sweep started: nothing ran
+        print(f"error: {error.strerror}", file=err)
+        return EXIT_STORE
     ok = sum(1 for r in result.stored if r["status"] == "ok")
     failed = len(result.stored) - ok
     print(f"Stored {len(result.stored)} runs this sweep ({ok} ok, {failed} failed) in {out}.", file=err)
+    if result.write_error is not None:
+        print(f"error: the sweep stopped: {result.write_error.strerror}", file=err)
+        return EXIT_STORE
     if result.interrupted:
         print(
             f"Interrupted: the run in flight was abandoned; everything finished is kept in {out}. "
@@ -225,25 +320,71 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if not args.no_report:
         render_report(out, out=err)
+        warn_mixed_modes(store.records(), err)
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def warn_mixed_modes(records: list[dict[str, Any]], err: Any) -> None:
+    """Says when runs ranked together ran in different effective speed modes (bench.modes)."""
+    from bench.modes import mixed_modes_warning
+
+    warning = mixed_modes_warning(records)
+    if warning:
+        print(warning, file=err)
+
+
+def report_dir(args: argparse.Namespace) -> Path:
+    """``--out``; else the user's ``results/local/<profile>`` where it holds results, else the
+    committed reference ``results/<profile>``."""
     if args.out is not None:
-        out = args.out
-    else:
-        name = args.profile or "quick"
-        if name not in PROFILES:
-            raise UsageError(f"unknown profile {name!r}. Profiles: {', '.join(PROFILES)}.")
-        out = DEFAULT_RESULTS / name
-    if not out.is_dir():
-        raise UsageError(f"no results in {out}: run `python -m bench run` first (or pass --out DIR).")
+        return args.out
+    name = args.profile or "quick"
+    if name not in PROFILES:
+        from segmodels.registry import suggest
+
+        raise UsageError(f"unknown profile {name!r}.{suggest(name, PROFILES)} Profiles: {', '.join(PROFILES)}.")
+    local, reference = DEFAULT_RESULTS / name, REFERENCE_RESULTS / name
+    if (local / "runs").is_dir() or not (reference / "runs").is_dir():
+        return local
+    return reference
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.store import ENVIRONMENT_JSON, ResultsStore, StoreWriteError, atomic_write_json
+
+    out = report_dir(args)
+    store = ResultsStore(out)
+    if store.foreign_files():
+        raise UsageError(
+            f"{out} was not made by segbench (no context.json, no stored runs): the report writes leaderboard.md "
+            "and figures only into results folders of the harness. Pass the folder a sweep wrote (--out DIR)."
+        )
+    records = store.records() if out.is_dir() else []
+    if not records and not (out / "runs.csv").is_file():
+        raise UsageError(
+            f"no results in {out}: run `python -m bench run --out {out}` first (or pass --out DIR)."
+            if args.out is not None else f"no results in {out}: run `python -m bench run --profile {args.profile or 'quick'}` first."
+        )
     try:
         from bench.report import render_report
     except ImportError as error:
         print(f"error: the report is not available ({error}).", file=sys.stderr)
         return 1
+    try:
+        problem = store.tables_problem() if records else None
+        if problem:
+            store.consolidate()
+            print(f"{problem}: rebuilt runs.csv, metrics.csv and history.csv from the {len(records)} stored records.",
+                  file=sys.stderr)
+        if records and not (out / ENVIRONMENT_JSON).is_file():
+            latest = max(records, key=lambda r: str(r.get("finished_at") or ""))
+            atomic_write_json(out / ENVIRONMENT_JSON, {**latest.get("env", {}), "rebuilt_from": latest["run_id"]})
+            print(f"{out / ENVIRONMENT_JSON} was missing: rebuilt from the record of {latest['run_id']}.", file=sys.stderr)
+    except (StoreWriteError, OSError) as error:
+        print(f"error: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+        return EXIT_STORE
     print(render_report(out))
+    warn_mixed_modes(records, sys.stderr)
     return 0
 
 

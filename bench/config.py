@@ -8,19 +8,19 @@ lookup of ``runs/<run_id>/record.json`` and any change to a setting makes a new 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from bench.profiles import Profile, TimingSpec
+from segmodels.registry import CLASSICAL_ARCHITECTURE as CLASSICAL
+from segmodels.trimap import CLASS_NAMES, NUM_CLASSES  # noqa: F401 (bench's import of the mask classes)
 
 #: Bump when a change to the harness changes what a stored number means; it is part of every run
 #: id, so results measured by an older harness are not mistaken for current ones.
 HARNESS_VERSION = 1
-
-NUM_CLASSES = 3
-CLASS_NAMES = ("pet", "background", "border")  # class ids 0, 1, 2 of the masks (bench.data)
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,63 @@ class RunConfig:
         """One level of keys (``profile.timing.min_calls`` ...), for the ``config.*`` columns."""
         return _flatten(self.as_dict())
 
+    def identity(self) -> dict[str, Any]:
+        """The settings that can change this run's result: its config, flattened, less what cannot.
+
+        Left out: where the data was found (the same dataset, same fingerprint, at another path is
+        the same run), the sweep's seed list (a run has its own seed), how many runs shared the
+        machine, the profile's description, and for a classical segmenter the training-only
+        settings it never reads. Fields added after results were first stored count only where
+        they differ from the default they implicitly had. The ImageNet weights a run asked for
+        are here; the weights it really got are in its record (:func:`bench.plan.status` redoes a
+        run that fell back to random initialisation once the weights can be had).
+        """
+        skip = _NOT_IDENTITY | (_TRAINING_ONLY | _NETWORK_ONLY if self.architecture == CLASSICAL else frozenset())
+        # Monte-Carlo dropout changes only the runs it evaluates, and those by T alone: a U-Net
+        # run keeps its id whatever --mc-samples or --mc-models say.
+        skip |= {"profile.mc_models"} if self.mc_samples else _MC_FIELDS
+        return {
+            k: v for k, v in self.flat().items()
+            if k not in skip and not (k in _ADDED_FIELD_DEFAULTS and v == _ADDED_FIELD_DEFAULTS[k])
+        }
+
+    @property
+    def mc_samples(self) -> int:
+        """T, this run's Monte-Carlo dropout passes per test batch; 0 when it has none.
+
+        The profile's ``mc_samples`` where one of its ``mc_models`` globs matches the architecture
+        or the model id (as ``--arch`` matches), else 0; always 0 for a classical segmenter.
+        """
+        p = self.profile
+        if not p.mc_samples or self.architecture == CLASSICAL:
+            return 0
+        named = any(fnmatch.fnmatch(self.architecture, g) or fnmatch.fnmatch(self.model, g) for g in p.mc_models)
+        return p.mc_samples if named else 0
+
     @property
     def config_hash(self) -> str:
-        # The data location is left out: the same dataset (same fingerprint) found at another
-        # path, e.g. on CI's fresh clone, is the same run. Fields added after results were first
-        # stored count only where they differ from their default, so stored run ids stay valid.
-        identity = {
-            k: v for k, v in self.flat().items()
-            if k not in _NOT_IDENTITY and not (k in _ADDED_FIELD_DEFAULTS and v == _ADDED_FIELD_DEFAULTS[k])
+        return _digest(self.identity(), 10)
+
+    def context(self) -> dict[str, Any]:
+        """The comparison context of this run: what every run ranked beside it must share.
+
+        The dataset (its fingerprint), the harness version and every profile setting that can
+        change a measured number, quality or cost; not the model, the seed, the device or where
+        the data was found. Runs of one context may be ranked in one table; runs of two never
+        are (docs/results-schema.md, "Comparison contexts").
+        """
+        flat = self.flat()
+        return {
+            k: v for k, v in sorted(flat.items())
+            if ((k.startswith("profile.") and k not in _NOT_CONTEXT) or k in ("dataset_fingerprint", "harness_version"))
+            # A field added later counts only where it differs from the default it implicitly had,
+            # as in the identity: folders made before it existed keep their context.
+            and not (k in _ADDED_FIELD_DEFAULTS and v == _ADDED_FIELD_DEFAULTS[k])
         }
-        blob = json.dumps(identity, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:10]
+
+    @property
+    def context_id(self) -> str:
+        return context_id(self.context())
 
     @property
     def run_id(self) -> str:
@@ -83,8 +129,13 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
         profile = dict(raw["profile"])
-        profile["timing"] = TimingSpec(**profile["timing"])
+        timing = dict(profile["timing"])
+        if "throughput_batches" in timing:  # a list in JSON
+            timing["throughput_batches"] = tuple(timing["throughput_batches"])
+        profile["timing"] = TimingSpec(**timing)
         profile["seeds"] = tuple(profile["seeds"])
+        if "mc_models" in profile:  # a list in JSON
+            profile["mc_models"] = tuple(profile["mc_models"])
         return cls(**{**raw, "profile": Profile(**profile)})
 
     @classmethod
@@ -92,12 +143,56 @@ class RunConfig:
         return cls.from_dict(json.loads(text))
 
 
-#: Flattened RunConfig fields that do not make a run another run: where the data was found, and how
-#: many runs shared the machine (which every record states).
-_NOT_IDENTITY = frozenset({"data", "profile.jobs"})
+#: Flattened RunConfig fields that do not make a run another run: where the data was found, the
+#: sweep's seed list, how many runs shared the machine (which every record states), the profile's
+#: one-line description.
+_NOT_IDENTITY = frozenset({"data", "profile.seeds", "profile.jobs", "profile.description"})
+
+#: Profile fields only training reads: a classical segmenter's result does not depend on them.
+_TRAINING_ONLY = frozenset(
+    f"profile.{name}" for name in (
+        "batch_size", "epochs", "steps_per_epoch", "val_subsplits", "weights", "freeze_encoder", "learning_rate",
+        "augment", "shuffle_buffer", "precise_bn_batches",
+    )
+)
+
+#: The speed mode (bench.modes): a classical segmenter computes in NumPy, in float32, without XLA.
+_NETWORK_ONLY = frozenset({"profile.precision", "profile.xla", "profile.deterministic"})
+
+#: Monte-Carlo dropout (issue #12): in the identity of the runs it evaluates only (as T).
+_MC_FIELDS = frozenset({"profile.mc_samples", "profile.mc_models"})
+
+#: Profile fields that do not change what a run measures, so runs differing in them compare. The
+#: Monte-Carlo settings add ``mc_*`` metrics to the runs they evaluate (each stating its T in
+#: ``mc_samples``) and change no other number, so they do not split a comparison context.
+_NOT_CONTEXT = frozenset({"profile.seeds", "profile.jobs", "profile.description", "profile.data"}) | _MC_FIELDS
+
+
+
+def context_id(context: dict[str, Any]) -> str:
+    """A short name of a comparison context (:meth:`RunConfig.context`)."""
+    return _digest(context, 8)
+
+
+def _digest(fields: dict[str, Any], length: int) -> str:
+    blob = json.dumps(fields, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
 
 #: RunConfig fields added after the first stored results, with the default they had implicitly.
-_ADDED_FIELD_DEFAULTS: dict[str, Any] = {"replicas": 1}
+_ADDED_FIELD_DEFAULTS: dict[str, Any] = {
+    "replicas": 1,
+    # Issue #13. Every run stored before ran in float32 with op determinism on, and so without XLA
+    # on every device (Keras turns XLA off under op determinism), which is what ``xla="auto"``
+    # resolves to whenever determinism is on: the defaults reproduce those runs exactly.
+    "profile.precision": "float32",
+    "profile.xla": "auto",
+    "profile.deterministic": True,
+    # Throughput at several batch sizes adds metrics only; a stored run is not redone for them.
+    "profile.timing.throughput_batches": "1,8,32",
+    # Issue #12: no Monte-Carlo dropout, as every run stored before (see RunConfig.identity).
+    "profile.mc_samples": 0,
+    "profile.mc_models": "",
+}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

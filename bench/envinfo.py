@@ -58,12 +58,24 @@ def accelerators() -> list[str]:
     return names
 
 
+def _compute_capability() -> str:
+    """The first GPU's compute capability, e.g. ``8.0``."""
+    import tensorflow as tf
+
+    details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+    capability = details.get("compute_capability")
+    return f"{capability[0]}.{capability[1]}" if capability else ""
+
+
 def collect() -> dict[str, Any]:
     """The environment columns that do not depend on the dataset.
 
     Returns:
         ``device, tf_version, keras_version, cuda_version, python_version, git_commit, date``,
-        plus ``cpu``, ``cpu_count`` and ``accelerators`` for environment.json.
+        ``gpu_name, cudnn_version, tf32`` (empty without a GPU: TensorFloat-32 is a GPU setting;
+        ``tf32`` is whether float32 matmuls and convolutions may use it, TensorFlow's default on
+        Ampere and later), plus ``cpu``, ``cpu_count``, ``accelerators`` and
+        ``gpu_compute_capability`` for environment.json.
     """
     import keras
     import tensorflow as tf
@@ -76,6 +88,10 @@ def collect() -> dict[str, Any]:
         "tf_version": tf.__version__,
         "keras_version": keras.__version__,
         "cuda_version": str(build.get("cuda_version", "")) if gpus else "",
+        "gpu_name": gpus[0] if gpus else "",
+        "cudnn_version": str(build.get("cudnn_version", "")) if gpus else "",
+        "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()) if gpus else "",
+        "gpu_compute_capability": _compute_capability() if gpus else "",
         "python_version": platform.python_version(),
         "git_commit": git_commit(),
         "date": utc_now(),
@@ -103,4 +119,6 @@ ENV_COLUMNS = [
     "device", "tf_version", "keras_version", "cuda_version", "python_version", "git_commit", "date",
     "dataset_source", "dataset_location", "dataset_fingerprint", "dataset_train_size",
     "dataset_test_size", "synthetic",
+    # issue #13: what a GPU figure depends on (empty on CPU-only machines)
+    "gpu_name", "cudnn_version", "tf32",
 ]

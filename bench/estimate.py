@@ -11,6 +11,7 @@ does not know, gets those classes' defaults.
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,10 @@ def _similar(cfg: RunConfig, record: dict[str, Any]) -> bool:
         and c.get("profile.epochs") == cfg.profile.epochs
         and c.get("profile.steps_per_epoch") == cfg.profile.steps_per_epoch
         and c.get("profile.batch_size") == cfg.profile.batch_size
+        # the speed mode (records from before it existed ran in the defaults)
+        and c.get("profile.precision", "float32") == cfg.profile.precision
+        and c.get("profile.xla", "auto") == cfg.profile.xla
+        and c.get("profile.deterministic", True) == cfg.profile.deterministic
     )
 
 
@@ -80,7 +85,7 @@ def model_cost(cfg: RunConfig, train_size: int, test_size: int) -> float:
     p = cfg.profile
     arch, backbone = cost_hints(cfg)
     scale = (p.image_size / 128) ** 2
-    train_ips = backbone.train_images_per_s_128 / arch.relative_train_cost / scale
+    train_ips = backbone.train_images_per_s_128 / arch.relative_train_cost / scale / mode_time_factor(p)
     infer_ips = train_ips * INFERENCE_SPEEDUP
     tested = min(test_size, p.max_test_examples or test_size)
     trained = p.epochs * steps_per_epoch(p, train_size) * p.batch_size
@@ -89,13 +94,73 @@ def model_cost(cfg: RunConfig, train_size: int, test_size: int) -> float:
         + p.precise_bn_batches * p.batch_size
         + tested
         + p.gallery_size
-        + (1 + p.timing.throughput_calls) * p.timing.throughput_batch
+        + (1 + p.timing.throughput_calls) * (p.timing.throughput_batch + sum(p.timing.throughput_batches))
     )
     latency = min(p.timing.max_seconds, max(p.timing.min_seconds, (p.timing.min_calls + p.timing.warmup_calls) / infer_ips))
     fixed = backbone.fixed_s * (0.5 if p.image_size <= 64 else 1.0)
     if arch.heavy_head:
         fixed += backbone.heavy_head_extra_s
+    if mode_xla(p):
+        fixed += XLA_COMPILE_S
     return fixed + trained / train_ips + inferred / infer_ips + latency
+
+
+@functools.lru_cache(maxsize=1)
+def on_accelerator() -> bool:
+    """Whether this machine has a GPU (the sweep's runs then train on it)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+#: What compiling with XLA adds to a run: the first training step took 20-23 s instead of 9 s, and
+#: each new inference batch size compiles again (U-Net MobileNetV2, 128 px, 2-core reference CPU).
+XLA_COMPILE_S = 20.0
+
+
+def _may_compile(profile: Any) -> bool:
+    """Whether XLA can be on for ``profile`` on some device (``auto`` is off under determinism)."""
+    return profile.xla == "on" or (profile.xla == "auto" and not profile.deterministic and not profile.run_eagerly)
+
+
+def mode_xla(profile: Any, accelerator: bool | None = None) -> bool:
+    """Whether the profile's runs will compile with XLA on this machine (as the worker resolves it)."""
+    from bench.modes import resolve_xla
+
+    if not _may_compile(profile):
+        return False  # off on every device: no need to ask for one
+    gpu = on_accelerator() if accelerator is None else accelerator
+    return resolve_xla(profile.xla, deterministic=profile.deterministic, accelerator=gpu, eager=profile.run_eagerly)[0]
+
+
+def mode_time_factor(profile: Any, accelerator: bool | None = None) -> float:
+    """How much longer than float32 without XLA the profile's speed mode trains, on this device.
+
+    CPU: measured on the reference machine (XLA 3.2x slower, float16 3.9x, bfloat16 no change); GPU:
+    published figures as priors (mixed precision ~2.1x faster, XLA ~1.2x; README "Speed"),
+    never measured here. ``xla=auto`` is resolved as the worker will (:mod:`bench.modes`).
+    """
+    from bench.modes import CPU_TRAIN_TIME, GPU_TRAIN_TIME
+
+    if profile.precision == "float32" and not _may_compile(profile):
+        return 1.0  # the mode the cost model was calibrated in, on every device: no need to ask for one
+    gpu = on_accelerator() if accelerator is None else accelerator
+    factors = GPU_TRAIN_TIME if gpu else CPU_TRAIN_TIME
+    return factors.get(profile.precision, 1.0) * (factors["xla"] if mode_xla(profile, gpu) else 1.0)
+
+
+def describe_mode(profile: Any, accelerator: bool | None = None) -> str:
+    """What the cost model assumed of the speed mode (a clause of the estimate's line), or ``""``."""
+    factor = mode_time_factor(profile, accelerator)
+    if factor == 1.0:
+        return ""
+    gpu = on_accelerator() if accelerator is None else accelerator
+    basis = "published GPU figures as priors, not measured here" if gpu else "measured on the 2-core reference CPU"
+    compile_note = f", +{XLA_COMPILE_S:.0f} s compiling" if mode_xla(profile, gpu) else ""
+    return (
+        f"; the cost model's training time x{factor:.2f}{compile_note} for precision {profile.precision}, "
+        f"XLA {profile.xla} ({basis})"
+    )
 
 
 # Peak host memory (MB) of a run never measured here: the backbone's hint for the reference size of
@@ -144,7 +209,8 @@ CLASSICAL_S_PER_IMAGE_128 = 0.02
 def _classical_cost(cfg: RunConfig, test_size: int) -> float:
     p = cfg.profile
     images = min(test_size, p.max_test_examples or test_size) + p.gallery_size
-    images += (1 + p.timing.throughput_calls) * p.timing.throughput_batch + p.timing.warmup_calls
+    images += (1 + p.timing.throughput_calls) * (p.timing.throughput_batch + sum(p.timing.throughput_batches))
+    images += p.timing.warmup_calls
     per_image = CLASSICAL_S_PER_IMAGE_128 * (p.image_size / 128) ** 2
     latency = min(p.timing.max_seconds, max(p.timing.min_seconds, p.timing.min_calls * per_image))
     return CLASSICAL_FIXED_S + images * per_image + latency
@@ -174,6 +240,8 @@ def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate], slots
         f"{measured} from stored wall times of the same runs, {len(todo) - measured} from the cost model"
         if measured else "cost model; no stored run of these models yet"
     )
+    if todo and measured < len(todo):
+        basis += describe_mode(todo[0].profile)
     if slots > 1 and len(todo) > 1:
         return f"~{format_duration(total / min(slots, len(todo)))} with {slots} runs at a time, ~{format_duration(total)} of run time ({basis})"
     return f"~{format_duration(total)} ({basis})"

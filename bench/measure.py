@@ -2,8 +2,9 @@
 
 :func:`measure_run` is the path of a run from data to record: load and check the dataset, build
 the model on the run's devices, train (``bench.train``), recompute BatchNorm statistics, evaluate
-on the test split, store a few predictions for the gallery, then time inference and read the
-peak memory. Every number lands in the record's tidy ``metrics`` list.
+on the test split (on the device: only per-image evidence comes back, ``evidence.npz``), evaluate
+with Monte-Carlo dropout where the profile asks, store a few predictions for the gallery, then
+time inference and read the peak memory. Every number lands in the record's tidy ``metrics`` list.
 """
 
 from __future__ import annotations
@@ -18,29 +19,60 @@ from typing import Any
 import numpy as np
 
 from bench.build import build_model
-from bench.config import CLASS_NAMES, NUM_CLASSES, RunConfig, steps_per_epoch, validation_steps
+from bench.config import CLASS_NAMES, CLASSICAL, RunConfig, steps_per_epoch, validation_steps
 from bench.devices import peak_rss_mb, replica_strategy, split_cpu, virtual_devices
 from bench.record import Metrics
-from bench.store import PREDICTIONS
+from bench.store import EVIDENCE, PREDICTIONS
 
 
 def count_params(weights: list[Any]) -> int:
     return int(sum(int(np.prod(w.shape)) for w in weights))
 
 
-def evaluate(predict: Any, test_batches: Any) -> np.ndarray:
-    """Confusion matrix of ``argmax(predict(images))`` over every pixel of the test batches."""
-    from bench.metrics import ConfusionMatrix
+def evaluate(
+    forward: Any, test_batches: Any, *, calibration: bool = True, width: int | None = None
+) -> dict[str, np.ndarray]:
+    """The per-image evidence of ``forward`` (images -> logits) over the test batches.
 
-    cm = ConfusionMatrix(NUM_CLASSES)
+    One traced step per batch runs the model and :func:`bench.evidence.batch_evidence` on the
+    device; only the evidence (tens of numbers an image) is copied back, never a logit or a mask.
+    The run's confusion matrix is the sum of the per-image ones (``confusion.sum(0)``).
+
+    Args:
+        calibration: ``False`` for hard labels (classical segmenters): no calibration arrays.
+        width: Boundary IoU's band width (default: :func:`bench.evidence.boundary_width` of the size).
+    """
+    from bench.evidence import EvidenceAccumulator
+
+    evidence = EvidenceAccumulator(width, forward=forward, calibration=calibration)
     for images, masks in test_batches:
-        predicted = np.argmax(predict(images), axis=-1)
-        cm.update(np.asarray(masks)[..., 0], predicted)
-    return cm.matrix
+        evidence.update(masks, images)
+    return evidence.result()
 
 
-def gallery(predict: Any, test_ds: Any, n: int) -> dict[str, np.ndarray]:
-    """The first ``n`` test images, their masks and predictions (predictions.npz)."""
+def evaluate_mc(sample: Any, test_batches: Any, num_samples: int, *, width: int | None = None) -> dict[str, np.ndarray]:
+    """The Monte-Carlo dropout evidence: ``num_samples`` passes of ``sample`` (images -> softmax) per batch.
+
+    Returns the ``mc_*`` arrays of :data:`bench.evidence.SCHEMA`: the sample curve and entropy
+    histograms (:class:`bench.evidence.MCDropoutAccumulator`) and the per-image evidence of the
+    predictive mean (``mc_confusion`` ...). No T copies of a batch are held: one running sum.
+    """
+    from bench.evidence import MC_PER_IMAGE, EvidenceAccumulator, MCDropoutAccumulator
+
+    curve = MCDropoutAccumulator(num_samples)
+    per_image = EvidenceAccumulator(width)
+    for images, masks in test_batches:
+        mean = curve.update(masks, (sample(images) for _ in range(num_samples)))
+        per_image.update_probabilities(masks, mean)
+    arrays = per_image.result()
+    return {**curve.result(), **{f"mc_{name}": arrays[name] for name in MC_PER_IMAGE}}
+
+
+def gallery(predict: Any, test_ds: Any, n: int, mc_predict: Any = None) -> dict[str, np.ndarray]:
+    """The first ``n`` test images, their masks and predictions (predictions.npz); with
+    ``mc_predict`` (images -> Monte-Carlo mean probabilities) also the predictive entropy."""
+    from bench.evidence import predictive_entropy
+
     images, masks = [], []
     for image, mask in test_ds.take(n):
         images.append(np.asarray(image))
@@ -49,12 +81,15 @@ def gallery(predict: Any, test_ds: Any, n: int) -> dict[str, np.ndarray]:
         return {}
     batch = np.stack(images).astype(np.float32)
     predicted = np.argmax(predict(batch), axis=-1)
-    return {
+    pictures = {
         "images": np.clip(np.round(batch * 255.0), 0, 255).astype(np.uint8),
         "masks": np.stack(masks).astype(np.uint8),
         "predictions": predicted.astype(np.uint8),
         "indices": np.arange(len(images), dtype=np.int64),
     }
+    if mc_predict is not None:
+        pictures["uncertainty"] = predictive_entropy(mc_predict(batch)).numpy().astype(np.float16)
+    return pictures
 
 
 def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[str, Any]:
@@ -66,24 +101,38 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
 
     from bench import envinfo
     from bench.data import load_pets, test_batches, train_batches
+    from bench.evidence import boundary_width, save_evidence
     from bench.flops import flops_per_image
-    from bench.metrics import scores
+    from bench.metrics import evidence_metrics, scores
+    from bench.modes import apply_mode
     from bench.precise_bn import recompute_batchnorm_statistics
     from bench.timing import (
         example_batch,
+        first_call_seconds,
+        largest_batch,
+        make_forward,
+        make_mc_predict_fn,
+        make_mc_sample_fn,
         make_predict_fn,
         measure_latency,
         measure_throughput,
+        throughput_by_batch,
+        trace_seconds,
     )
     from bench.train import train
+    from segmodels.architectures.segnet import dropout_layers
 
     p = cfg.profile
     metrics = Metrics()
     split_cpu(virtual_devices())
     record["env"] = envinfo.collect()
     keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
+    # Op determinism and the dtype policy, before anything is built; XLA is asked of Keras at
+    # compile time and the record says what Keras really did (bench.modes).
+    mode = apply_mode(p, classical=cfg.architecture == CLASSICAL, replicas=cfg.replicas)
+    record.update(mode.fields())  # a run that fails still says the mode it ran in
     tf.config.run_functions_eagerly(p.run_eagerly)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
     # Said once per tf.data function when running eagerly; the input pipeline is traced on purpose.
     warnings.filterwarnings("ignore", message="Even though the `tf.config.experimental_run_functions_eagerly`")
 
@@ -140,10 +189,13 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
                 validation_data=test_batches(test_ds, batch_size=p.batch_size),
                 validation_steps=validation_steps(p, test_size),
                 verbose=1 if sys.stdout.isatty() else 2,
+                jit_compile=mode.xla,
             )
+            mode = mode.with_xla(result.jit_compile, "Keras compiled without XLA (a layer does not support it)")
             record["history"] = result.history
             train_time = result.train_time_s
             metrics.add("train_throughput", result.train_throughput, "images/s")
+            metrics.add("train_first_step_s", result.first_step_s, "s")
             if p.precise_bn_batches > 0:
                 # A fresh pipeline with the same seed: the statistics come from training images as
                 # the training saw them (augmented), never from the test split.
@@ -156,16 +208,47 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
                 record["precise_bn_layers"] = layers
                 metrics.add("precise_bn_time_s", time.perf_counter() - t, "s")
         metrics.add("train_time_s", train_time, "s")
+    record.update(mode.fields())
+    if gpu:  # training's peak, then inference's alone
+        peak_train_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        metrics.add("peak_train_device_mem_mb", peak_train_mb, "MB")
+        tf.config.experimental.reset_memory_stats("GPU:0")
 
-    predict = make_predict_fn(model)
+    forward = make_forward(model, jit_compile=mode.xla)
+    metrics.add("inference_trace_s", trace_seconds(forward), "s")
+    predict = make_predict_fn(model, forward)
+    metrics.add("inference_first_call_s", first_call_seconds(predict, example_batch(1, p.image_size)), "s")
+    width = boundary_width(p.image_size)
     t = time.perf_counter()
-    matrix = evaluate(predict, test_batches(test_ds, batch_size=p.batch_size))
+    # A classical segmenter's one-hot scores are hard labels: no calibration for it (unknown, not 0).
+    evidence = evaluate(
+        forward, test_batches(test_ds, batch_size=p.batch_size), calibration=built.family != "classical", width=width
+    )
     metrics.add("eval_time_s", time.perf_counter() - t, "s")
+    matrix = evidence["confusion"].sum(axis=0, dtype=np.int64)
     record["confusion_matrix"] = matrix.tolist()
+    record["boundary_width_px"] = width
     for name, value in scores(matrix, CLASS_NAMES).items():
         metrics.add(name, value, "ratio")
 
-    pictures = gallery(predict, test_ds, p.gallery_size)
+    mc_predict = None
+    if cfg.mc_samples and not dropout_layers(model):
+        record["notes"].append(
+            f"Monte-Carlo dropout asked for ({cfg.mc_samples} samples, --mc-models) but {cfg.model} has no dropout "
+            "layer: evaluated without it"
+        )
+    elif cfg.mc_samples:
+        sample = make_mc_sample_fn(model, cfg.seed)
+        t = time.perf_counter()
+        evidence.update(evaluate_mc(sample, test_batches(test_ds, batch_size=p.batch_size), cfg.mc_samples, width=width))
+        metrics.add("mc_eval_time_s", time.perf_counter() - t, "s")
+        mc_predict = make_mc_predict_fn(sample, cfg.mc_samples)
+        record["mc_dropout"] = {"samples": cfg.mc_samples, "seed": cfg.seed, "dropout_layers": len(dropout_layers(model))}
+    save_evidence(staging / EVIDENCE, evidence)
+    for name, (value, unit) in evidence_metrics(evidence).items():
+        metrics.add(name, value, unit)
+
+    pictures = gallery(predict, test_ds, p.gallery_size, mc_predict)
     if pictures:
         np.savez_compressed(staging / PREDICTIONS, **pictures)
 
@@ -173,18 +256,30 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
     metrics.add("latency_p50_ms", latency.p50_ms, "ms")
     metrics.add("latency_p90_ms", latency.p90_ms, "ms")
     metrics.add("latency_p95_ms", latency.p95_ms, "ms")
+    metrics.add("latency_p99_ms", latency.p99_ms, "ms")
     metrics.add("latency_mean_ms", latency.mean_ms, "ms")
     record["latency_calls"] = latency.calls
+    if mc_predict is not None:
+        metrics.add("mc_latency_ms", measure_latency(mc_predict, example_batch(1, p.image_size), p.timing).p50_ms, "ms")
     metrics.add(
         "inference_throughput",
         measure_throughput(predict, example_batch(p.timing.throughput_batch, p.image_size), p.timing),
         "images/s",
     )
 
+    for batch, images_per_s in throughput_by_batch(predict, p.image_size, p.timing).items():
+        metrics.add(f"inference_throughput_b{batch}", images_per_s, "images/s")
+
     metrics.add("peak_rss_mb", peak_rss_mb(), "MB")
-    if tf.config.list_physical_devices("GPU"):
-        info = tf.config.experimental.get_memory_info("GPU:0")
-        metrics.add("peak_device_mem_mb", info["peak"] / 2**20, "MB")
+    if gpu:
+        peak_inference_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        metrics.add("peak_inference_device_mem_mb", peak_inference_mb, "MB")
+        metrics.add("peak_device_mem_mb", max(peak_train_mb, peak_inference_mb), "MB")
+    # Last: it fills the device on purpose.
+    biggest = largest_batch(predict, p.image_size, p.timing, accelerator=gpu)
+    metrics.add("inference_max_batch", biggest.batch, "count")
+    metrics.add("inference_throughput_max_batch", biggest.images_per_s, "images/s")
+    record["max_batch_note"] = biggest.note
     record["metrics"] = metrics.rows
     record["status"] = "ok"
     return record

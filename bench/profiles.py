@@ -17,6 +17,8 @@ from segmodels.shapes import input_size_problem
 
 #: At most this many seeds in one sweep: each is a full training run of every model.
 MAX_SEEDS = 100
+#: At most this many Monte-Carlo dropout passes per test batch (Kendall et al. saw no gain past 50).
+MAX_MC_SAMPLES = 1000
 
 
 class ProfileError(ValueError):
@@ -35,6 +37,10 @@ class TimingSpec:
         max_seconds: ... or this long, whichever comes first once the minimums are met.
         throughput_batch: The fixed larger batch for inference throughput (images/s).
         throughput_calls: Timed calls at that batch (after one warm-up call).
+        throughput_batches: Batch sizes at which inference throughput is also measured, each
+            ``throughput_calls`` timed calls after one warm-up call (metrics
+            ``inference_throughput_b<N>``); on a GPU the largest batch that fits is searched for
+            as well (``inference_max_batch``).
     """
 
     warmup_calls: int = 3
@@ -44,6 +50,7 @@ class TimingSpec:
     max_seconds: float = 10.0
     throughput_batch: int = 16
     throughput_calls: int = 3
+    throughput_batches: tuple[int, ...] = (1, 8, 32)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,20 @@ class Profile:
             1; the smoke profile's eager runs are mostly single-threaded Python and run two at a
             time. Not part of a run's identity (it changes timings only, and every record says how
             many runs it shared the machine with).
+        precision: Keras dtype policy of the model: ``float32``, ``mixed_float16`` (loss scaling as
+            Keras does it) or ``mixed_bfloat16``; the logits are float32 whatever the policy.
+        xla: Compile training and inference with XLA: ``on``, ``off``, or ``auto`` (on for one GPU
+            without op determinism; off on CPUs, where it trained 3.2x slower, and under op
+            determinism: :func:`bench.modes.resolve_xla`).
+        deterministic: TensorFlow's op determinism (``tf.config.experimental.enable_op_determinism``):
+            the same seed gives the same numbers, at some cost in speed on a GPU.
+        mc_samples: T, the stochastic passes of Monte-Carlo dropout evaluation (``--mc-samples``;
+            0 = none), for the models ``mc_models`` names; seeded by the run's seed. Part of the
+            identity of those runs only (:meth:`bench.config.RunConfig.mc_samples`).
+        mc_models: Globs, each matched against the architecture name or the whole model id as
+            ``--arch`` is (``--mc-models 'bayesian_segnet,fcn*'``): the models evaluated with
+            Monte-Carlo dropout as well. A matched model without a dropout layer is evaluated
+            without it, and its record says so (``notes``).
     """
 
     name: str
@@ -102,6 +123,12 @@ class Profile:
     timing: TimingSpec = field(default_factory=TimingSpec)
     run_eagerly: bool = False
     jobs: int = 1
+    precision: str = "float32"
+    xla: str = "auto"
+    deterministic: bool = True
+    # The defaults are "no Monte-Carlo dropout": what every run did before these fields existed.
+    mc_samples: int = 0
+    mc_models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problem = profile_problem(self)
@@ -147,6 +174,34 @@ def profile_problem(p: Profile) -> str | None:
         return f"--weights must be 'imagenet' or 'none', got {p.weights!r}"
     if not p.learning_rate > 0:
         return f"learning_rate must be positive, got {p.learning_rate}"
+    speed_problem = _speed_mode_problem(p)
+    if speed_problem:
+        return speed_problem
+    if not isinstance(p.mc_samples, int) or not 0 <= p.mc_samples <= MAX_MC_SAMPLES:
+        return f"--mc-samples must be an integer from 0 (no Monte-Carlo dropout) to {MAX_MC_SAMPLES}, got {p.mc_samples}"
+    if not isinstance(p.mc_models, tuple) or not all(isinstance(g, str) and g.strip() for g in p.mc_models):
+        return f"--mc-models must be comma-separated model globs, e.g. 'bayesian_segnet,fcn*', got {p.mc_models!r}"
+    return None
+
+
+def _speed_mode_problem(p: Profile) -> str | None:
+    """Combinations of precision, XLA and determinism that cannot run as asked (issue #13)."""
+    from bench.modes import PRECISIONS, XLA_SETTINGS
+
+    if p.precision not in PRECISIONS:
+        return f"--precision must be one of {', '.join(PRECISIONS)}, got {p.precision!r}"
+    if p.xla not in XLA_SETTINGS:
+        return f"--xla must be one of {', '.join(XLA_SETTINGS)}, got {p.xla!r}"
+    if p.xla == "on" and p.deterministic:
+        return (
+            "--xla on needs --no-deterministic: Keras 3 compiles nothing with XLA while TensorFlow's op determinism "
+            "is on (keras model_supports_jit), so the run would silently train without XLA"
+        )
+    if p.xla == "on" and p.run_eagerly:
+        return f"--xla on cannot apply to the {p.name} profile, which runs eagerly (nothing is compiled)"
+    batches = p.timing.throughput_batches
+    if not batches or any(not isinstance(b, int) or b < 1 for b in batches):
+        return f"timing.throughput_batches must be positive integers, got {batches}"
     return None
 
 
@@ -171,6 +226,8 @@ QUICK = Profile(
         warmup_calls=2, min_calls=10, min_seconds=1.0, max_calls=50, max_seconds=3.0,
         throughput_batch=8, throughput_calls=1,
     ),
+    mc_samples=8,
+    mc_models=("bayesian_segnet",),
 )
 
 #: Does everything work: synthetic data, two steps, eager (CI).
@@ -187,10 +244,11 @@ SMOKE = QUICK.override(
     precise_bn_batches=2,
     timing=TimingSpec(
         warmup_calls=1, min_calls=5, min_seconds=0.2, max_calls=20, max_seconds=1.0,
-        throughput_batch=2, throughput_calls=1,
+        throughput_batch=2, throughput_calls=1, throughput_batches=(1, 2),
     ),
     run_eagerly=True,
     jobs=2,
+    mc_samples=2,
 )
 
 #: The chapter's protocol, for GPUs.
@@ -204,6 +262,7 @@ FULL = QUICK.override(
     seeds=(0, 1, 2),
     precise_bn_batches=30,
     timing=TimingSpec(throughput_batch=32, throughput_calls=5),
+    mc_samples=50,  # Kendall et al.: the mIoU stops improving at 40-50 samples
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, QUICK, FULL)}

@@ -1,13 +1,29 @@
 """Training one model with ``model.fit``: the chapter's loss and optimiser, plus two callbacks.
 
-* :class:`NaNGuard` stops training at the first non-finite loss and says where (the run is then
-  stored as failed: a diverged model's test metrics would be meaningless).
-* :class:`StepTimer` times the steady state: the interval between the ends of consecutive training
-  steps within an epoch, leaving out each epoch's first step (iterator start, validation before
-  it; in the first epoch, tracing the train function). The interval includes everything the
-  harness does between steps (input pipeline, callbacks, progress bar), which is the point: the
-  figure is what a user of the harness gets, and the overhead benchmark compares it with a bare
-  ``model.fit`` on in-memory tensors.
+No host sync per step. With the TensorFlow backend Keras calls batch hooks on the training thread
+(``IS_THREAD_SAFE`` is false, so ``async_safe`` callbacks change nothing) and its ``CallbackList``
+copies the step's logs to the host before every call (``pythonify_logs``), which makes the host
+wait for the device after each step. ``fit`` takes a ``CallbackList`` of the caller's:
+:class:`BoundaryCallbacks` passes batch-end hooks on at *check points* only: each epoch's first
+and last step and every :data:`CHECK_EVERY` steps between. In between the training loop
+dispatches steps without reading anything from the device, and the computation is the same step
+for step (so are the numbers: unlike ``steps_per_execution``, which would run the steps of a
+partial last execution, no step is added).
+
+* :class:`NaNGuard` stops training at the first check point whose loss is not finite and says
+  where. Keras's ``loss`` log is the epoch's running mean: once one step's loss is not finite,
+  every later one of the epoch is not either, so the non-finite step lies after the last finite
+  check point; the first step is a check point, so a model that diverges at once is named to the
+  step (``NaN loss at epoch 1 step 1``), a later one to its window of at most
+  :data:`CHECK_EVERY` steps (the run is then stored as failed: a diverged model's test metrics
+  would be meaningless).
+* :class:`StepTimer` times the steady state: from the end of each epoch's first step (iterator
+  start, validation before it; in the first epoch, tracing and compiling the train function) to
+  the end of its last step, both check points, where reading the logs waited for the device. The
+  interval includes everything the harness does between steps (input pipeline, callbacks, progress
+  bar), which is the point: the figure is what a user of the harness gets, and the overhead
+  benchmark compares it with a bare ``model.fit`` on in-memory tensors. It also times the first
+  step (``train_first_step_s``: tracing and, with XLA, compilation included).
 """
 
 from __future__ import annotations
@@ -19,57 +35,112 @@ from typing import Any
 
 import keras
 
+#: Batch-end hooks (and so host syncs) every this many steps, besides each epoch's first and last.
+CHECK_EVERY = 16
+
 
 class NaNLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class BoundaryCallbacks(keras.callbacks.CallbackList):
+    """Keras's ``CallbackList`` whose batch-end hooks run at check points only (see above).
+
+    Train-batch hooks run at each epoch's first and last step and every ``check_every`` steps;
+    test-batch hooks (validation inside ``fit``) not at all, since no callback of the harness
+    reads them (the progress bar ignores them inside ``fit``). Epoch hooks run as always.
+    """
+
+    def __init__(self, callbacks: list[keras.callbacks.Callback], *, check_every: int = CHECK_EVERY, **kwargs: Any) -> None:
+        super().__init__(callbacks, **kwargs)
+        self.check_every = check_every
+
+    def is_check_point(self, batch: int) -> bool:
+        steps = self.params.get("steps") or 0
+        return batch == 0 or (batch + 1) % self.check_every == 0 or batch + 1 == steps
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.is_check_point(batch):
+            super().on_train_batch_end(batch, logs)
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        pass
+
+
 class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss and remembers where (1-based epoch and step)."""
+    """Stops training at the first non-finite loss it sees and says where (1-based epoch and step,
+    or the window of steps between two check points)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.epoch = 0
         self.where: str | None = None
+        self._last_finite = -1  # the last step of this epoch seen with a finite loss
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
+        self._last_finite = -1
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.where = f"NaN loss at epoch {self.epoch + 1} step {batch + 1}"
-            self.model.stop_training = True
+        if loss is None or self.where is not None:
+            return
+        if math.isfinite(float(loss)):
+            self._last_finite = batch
+            return
+        first = self._last_finite + 2  # 1-based: the step after the last finite one
+        steps = f"step {batch + 1}" if first == batch + 1 else f"between steps {first} and {batch + 1}"
+        self.where = f"NaN loss at epoch {self.epoch + 1} {steps}"
+        self.model.stop_training = True
 
 
 class StepTimer(keras.callbacks.Callback):
-    """Collects steady-state step intervals (seconds) and the images they processed."""
+    """Steady-state training throughput and the first step's time, from check-point step ends."""
 
     def __init__(self, batch_size: int, skip_first_epoch_steps: int = 1) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.skip_first = skip_first_epoch_steps
-        self.intervals: list[float] = []
         self._epoch = 0
-        self._last: float | None = None
+        self._ends: dict[int, dict[int, float]] = {}  # epoch -> step -> end time
+        self._first_begin: float | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
-        self._last = None
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self._first_begin is None:
+            self._first_begin = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        now = time.perf_counter()
-        skip = self.skip_first if self._epoch == 0 else 1
-        if self._last is not None and batch >= skip:
-            self.intervals.append(now - self._last)
-        self._last = now
+        self._ends.setdefault(self._epoch, {})[batch] = time.perf_counter()
+
+    def _windows(self) -> list[tuple[int, float]]:
+        """``(steps, seconds)`` of each epoch's steady state: from the end of its last skipped step
+        to the end of its last step."""
+        out = []
+        for epoch, ends in sorted(self._ends.items()):
+            skip = self.skip_first if epoch == 0 else 1
+            last = max(ends)
+            if last >= skip and skip - 1 in ends:
+                out.append((last - (skip - 1), ends[last] - ends[skip - 1]))
+        return out
 
     @property
     def images_per_second(self) -> float | None:
         """Steady-state training throughput, or None when the schedule had no steady step."""
-        if not self.intervals:
+        windows = [(n, s) for n, s in self._windows() if s > 0]
+        if not windows:
             return None
-        return self.batch_size * len(self.intervals) / sum(self.intervals)
+        return self.batch_size * sum(n for n, _ in windows) / sum(s for _, s in windows)
+
+    @property
+    def first_step_s(self) -> float | None:
+        """Seconds of the first training step: tracing, XLA compilation and the step itself."""
+        ends = self._ends.get(0, {})
+        if self._first_begin is None or 0 not in ends:
+            return None
+        return ends[0] - self._first_begin
 
 
 @dataclass(frozen=True)
@@ -79,10 +150,18 @@ class TrainResult:
     history: list[dict[str, float | int | None]]
     train_time_s: float
     train_throughput: float | None
+    first_step_s: float | None = None
+    jit_compile: bool = False
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    """The chapter's setup: Adam, sparse cross-entropy on logits, pixel accuracy."""
+def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> None:
+    """The chapter's setup: Adam, sparse cross-entropy on logits, pixel accuracy.
+
+    ``jit_compile`` asks Keras for XLA; Keras may refuse (op determinism on, a layer that does not
+    support it), so what it really does is ``model.jit_compile`` afterwards. Under the
+    ``mixed_float16`` policy Keras wraps the optimiser in a ``LossScaleOptimizer`` (dynamic loss
+    scaling); ``mixed_bfloat16`` needs none.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -91,6 +170,7 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
         # while tracing, and TensorFlow traces it once instead of twice. Tracing a ResNet's
         # train step costs tens of seconds on a CPU, more than a quick run's training.
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
     )
     model.optimizer.build(model.trainable_variables)
 
@@ -106,6 +186,8 @@ def train(
     validation_data: Any = None,
     validation_steps: int | None = None,
     verbose: int | str = "auto",
+    jit_compile: bool = False,
+    check_every: int = CHECK_EVERY,
 ) -> TrainResult:
     """Compiles and fits ``model``; raises :class:`NaNLossError` on a non-finite loss.
 
@@ -116,10 +198,18 @@ def train(
         validation_data: A finite batched dataset evaluated after each epoch (``validation_steps``
             batches of it).
         verbose: Keras's progress display.
+        jit_compile: Ask Keras for XLA (:attr:`TrainResult.jit_compile` says what it did).
+        check_every: Steps between check points (:class:`BoundaryCallbacks`); 1 reads the logs
+            after every step, as Keras's own ``CallbackList`` does.
     """
-    compile_model(model, learning_rate)
+    compile_model(model, learning_rate, jit_compile)
     guard = NaNGuard()
     timer = StepTimer(batch_size)
+    verbose = 1 if verbose == "auto" else verbose
+    callbacks = BoundaryCallbacks(
+        [guard, timer], check_every=check_every, add_history=True, add_progbar=verbose != 0, verbose=verbose,
+        epochs=epochs, steps=steps_per_epoch, model=model,
+    )
     start = time.perf_counter()
     fit = model.fit(
         train_data,
@@ -127,7 +217,7 @@ def train(
         steps_per_epoch=steps_per_epoch,
         validation_data=validation_data,
         validation_steps=validation_steps if validation_data is not None else None,
-        callbacks=[guard, timer],
+        callbacks=callbacks,
         shuffle=False,  # the input pipeline shuffles, seeded
         verbose=verbose,
     )
@@ -142,4 +232,4 @@ def train(
             values = logs.get(key)
             row[key] = float(values[i]) if values is not None and i < len(values) else None
         history.append(row)
-    return TrainResult(history, train_time, timer.images_per_second)
+    return TrainResult(history, train_time, timer.images_per_second, timer.first_step_s, bool(model.jit_compile))

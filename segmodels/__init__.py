@@ -118,7 +118,8 @@ def create_model(
 
     Returns:
         A functional ``keras.Model`` named ``"<architecture>-<backbone>"`` with output
-        ``(batch, height, width, num_classes)`` logits.
+        ``(batch, height, width, num_classes)`` logits, float32 under any dtype policy (a
+        mixed-precision model ends in a float32 ``logits_float32`` layer).
 
     Raises:
         UnknownNameError: An unregistered architecture or backbone (lists the known names).
@@ -134,5 +135,24 @@ def create_model(
     if freeze_backbone:
         encoder.model.trainable = False
     model = arch.build(encoder, num_classes, **kwargs)
+    model = _float32_logits(model)
     model.name = model_id(architecture, backbone)
     return model
+
+
+def _float32_logits(model: keras.Model) -> keras.Model:
+    """``model`` with float32 logits under a mixed-precision policy (unchanged where they are).
+
+    The softmax and the loss of float16/bfloat16 logits lose precision and can overflow (Keras's
+    mixed-precision guide; segmentation_models#323), so every architecture's output is cast to
+    float32 here, in one place, by a float32 linear activation, whatever its builder did.
+    """
+    import keras
+
+    if all(keras.backend.standardize_dtype(out.dtype) == "float32" for out in model.outputs):
+        return model
+    outputs = [
+        keras.layers.Activation("linear", dtype="float32", name="logits_float32" + (f"_{i}" if i else ""))(out)
+        for i, out in enumerate(model.outputs)
+    ]
+    return keras.Model(model.inputs, outputs[0] if len(outputs) == 1 else outputs)
