@@ -2,6 +2,9 @@
 
 Arguments are checked before anything is loaded or stored: a bad one is a one-line error with exit
 code 2 and no traceback, and nothing already stored is touched.
+
+Why one module of this size: the three commands and the checks each makes before anything is
+loaded or stored (profile, models, --out, the folder's context); the grammar is elsewhere.
 """
 
 from __future__ import annotations

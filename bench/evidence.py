@@ -26,6 +26,9 @@ Implementation notes, for running inside a traced, deterministic evaluation on a
 ``unsorted_segment_sum`` of float32 ones (exact: every segment holds at most H*W < 2**24 pixels;
 deterministic GPU kernels exist under ``enable_op_determinism``), index arithmetic is int64 (TF
 keeps int32 arithmetic in host memory on GPUs), and results are cast to int32 only at the end.
+
+Why one module of this size: every evidence array is measured in one traced step on the device;
+their definitions (bands, bins, MC curve) stay side by side so that the step stays one.
 """
 
 from __future__ import annotations

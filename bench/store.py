@@ -18,6 +18,10 @@ consistent whenever the sweep is killed or a write fails:
    always agree; :class:`StoreWriteError` says what could not be written, where, and the space.
 4. A record that cannot be read is reported once, by path, and moved aside to ``damaged/``
    (kept, never deleted); its run is then redone like any missing run.
+
+Why one module of this size: ``ResultsStore`` is one folder's invariants (ownership, the atomic
+commit with its CSV rebuild and roll-back, damaged records set aside); split, each half would
+have to re-check what the other guarantees.
 """
 
 from __future__ import annotations

@@ -57,6 +57,9 @@ Class ids are those of :mod:`segmodels.trimap`: 0 = pet, 1 = background, 2 = bor
 In the benchmark a method is the model ``classical-<method>`` (architecture ``classical``, the
 method in the backbone's place), listed by :func:`list_classical_models` beside the deep models of
 ``segmodels.list_models()`` (which stays the architecture x backbone product).
+
+Why one module of this size: the six methods share one foreground rule and one trimap step;
+the edge-vs-region comparison is fair only while they sit side by side.
 """
 
 from __future__ import annotations

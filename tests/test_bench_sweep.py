@@ -260,7 +260,8 @@ def test_a_fresh_clone_without_the_sample_keeps_git_status_clean(tmp_path: Path)
     clone = tmp_path / "clone"  # nothing named shared/ beside it
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, capture_output=True, timeout=120)
     env = plugin_env(tmp_path)
-    env.pop("SEGBENCH_PETS_DIR", None)
+    for name in ("SEGBENCH_PETS_DIR", "SEGMODELS_PLUGINS"):  # a new user has neither
+        env.pop(name, None)
     env["PYTHONPATH"] = str(clone)  # the clone's own code
     done = subprocess.run(
         bench_cmd("run", "--arch", "classical", "--backbone", "otsu"), cwd=clone, env=env, capture_output=True,

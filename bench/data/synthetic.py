@@ -13,6 +13,9 @@ Everything is drawn from `numpy.random.default_rng((seed, split, index))`, so a 
 depend on how many others are generated, and the same seed gives byte-identical files (for a given
 Pillow build). The set is written to the cache atomically and read back by the `dir` loader, so it
 goes through exactly the code path of the real release.
+
+Why one module of this size: drawing one scene (animal, fur, face, background, trimap) is one
+procedure whose parts are tuned against each other and against the real trimaps.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Every function returns a matplotlib ``Figure`` (built without pyplot, so no global backend or
 state is touched) or ``None`` when there is nothing to draw; ``save`` writes it byte-for-byte
 reproducibly (fixed size and dpi, no software/date metadata).
+
+Why one module of this size: one function per figure, all sharing one style, size and save
+step, so that every figure of the report looks alike and re-renders byte-identically.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Markdown tables (tabulate, GitHub flavour) from the per-model summary and the stored runs."""
+"""Markdown tables (tabulate, GitHub flavour) from the per-model summary and the stored runs.
+
+Why one module of this size: one function per Markdown table, sharing the cell formats, so a
+number reads the same in every table.
+"""
 
 from __future__ import annotations
 
