@@ -376,8 +376,9 @@ class ResultsStore:
 
     def tables_problem(self) -> str | None:
         """Why the CSVs cannot be trusted (missing, unreadable, or not what the records say), or ``None``."""
-        ids = {r["run_id"] for r in self.records()}
-        ok = {r["run_id"] for r in self.records() if r.get("status") == "ok" and r.get("metrics")}
+        records = self.records()
+        ids = {r["run_id"] for r in records}
+        ok = {r["run_id"] for r in records if r.get("status") == "ok" and r.get("metrics")}
         for name, required, expected in (
             (RUNS_CSV, [*RUN_KEY, "status"], ids), (METRICS_CSV, ["run_id", "metric", "value"], ok),
             (HISTORY_CSV, HISTORY_COLUMNS, None),
