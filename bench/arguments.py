@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
             help="models evaluated with Monte-Carlo dropout as well, globs matched as --arch's: "
                  "'bayesian_segnet,fcn*'; '' = none (default: bayesian_segnet)",
         )
-        p.add_argument("--out", type=Path, help="results directory (default: results/<profile>)")
+        p.add_argument("--out", type=Path, help="results directory (default: results/local/<profile>; the committed "
+                                                "reference results/<profile> is read-only)")
 
     run = commands.add_parser("run", help="train and measure the selected matrix, then render the report")
     selection(run)
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="render the report from stored results")
     where = report.add_mutually_exclusive_group()
-    where.add_argument("--profile", help="render results/<profile>")
+    where.add_argument("--profile", help="render results/local/<profile> where it holds runs, else the committed "
+                                            "reference results/<profile>")
     where.add_argument("--out", type=Path, help="render this results directory")
     return parser

@@ -100,3 +100,16 @@ def test_a_sweep_into_a_folder_it_does_not_own_stops_before_anything_runs(tmp_pa
     assert done.returncode == 2 and "not made by segbench" in done.stderr and "Traceback" not in done.stderr
     assert sorted(p.name for p in theirs.iterdir()) == ["history.csv", "metrics.csv", "runs"]
     assert (theirs / "metrics.csv").read_text() == "epoch,miou\n1,0.5\n" and not any((theirs / "runs").iterdir())
+
+
+@pytest.mark.parametrize("command", ["run", "list", "report"])
+def test_help_names_the_folders_the_commands_use(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--help must name where results go: it once said results/<profile>, the read-only reference."""
+    from bench.cli import DEFAULT_RESULTS, REFERENCE_RESULTS
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{DEFAULT_RESULTS.as_posix()}/<profile>" in text
+    if command != "report":
+        assert f"committed reference {REFERENCE_RESULTS.as_posix()}/<profile>" in text

@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 
 from bench.report import classical, comparable, figures
 from bench.report.load import Predictions, Results, ResultsNotFoundError, load_results
-from bench.report.markdown import LEADING, FigureEntry, build_markdown
+from bench.report.markdown import LEADING, build_markdown
+from bench.report.sections import FigureEntry
 from bench.report.stats import (
     EvidenceSummary,
     current_runs,
