@@ -114,6 +114,30 @@ def test_paired_test_finds_a_planted_difference_and_not_a_null_one() -> None:
     assert ev.paired_bootstrap_test(a, a).p_value == 1.0
 
 
+def test_group_test_is_the_paired_test_for_one_model_a_side_and_compares_family_means() -> None:
+    rng = np.random.default_rng(4)
+    a, b, c = (simulate(rng, (30,)) for _ in range(3))
+    assert ev.paired_group_test([a], [b]) == ev.paired_bootstrap_test(a, b)
+    family = ev.paired_group_test([a, b], [c])
+    assert family.difference == pytest.approx((ev.pooled_miou(a) + ev.pooled_miou(b)) / 2 - ev.pooled_miou(c))
+    assert family.low < family.difference < family.high
+    # A family whose every member loses 10% of its correct pet pixels to background, against the
+    # same members untouched: found. Against a family of fresh draws from the same images: not.
+    worse = []
+    for x in (a, b):
+        moved = x[:, 0, 0] // 10
+        y = x.copy()
+        y[:, 0, 0] -= moved
+        y[:, 0, 1] += moved
+        worse.append(y)
+    found = ev.paired_group_test([a, b], worse)
+    assert found.difference > 0 and found.low > 0 and found.p_value < 0.05
+    null = ev.paired_group_test([a, b], [simulate(rng, (30,)), simulate(rng, (30,))])
+    assert null.p_value > 0.05 and null.low < 0 < null.high
+    with pytest.raises(ValueError, match="at least one model on each side"):
+        ev.paired_group_test([a], [])
+
+
 def test_paired_test_false_positive_rate_is_about_alpha() -> None:
     rng = np.random.default_rng(3)
     q = rng.dirichlet(50.0 * Q.ravel(), size=(200, 40))  # the images, shared by both models

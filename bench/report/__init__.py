@@ -265,7 +265,7 @@ def render_report(results_dir: Path) -> Path:
     }
 
     md_path = results_dir / LEADERBOARD_MD
-    extra = classical.section(comparison, classical_figure) if comparison is not None else []
+    extra = classical.section(comparison, classical_figure, evidence) if comparison is not None else []
     text = build_markdown(results, runs, superseded, table, pareto, entries, extra, selection, evidence, placed)
     atomic_write_text(md_path, text)
     return md_path

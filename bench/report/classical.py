@@ -2,7 +2,10 @@
 
 Each classical run's family (``edge`` or ``region``) is read from its record.json, where the
 runner stored it (``classical_family``); every number is a stored metric or a mean of stored
-metrics over methods. Nothing is recomputed from predictions.
+metrics over methods. Nothing is recomputed from predictions. Each claim that one side is better
+(family against family, best against best, best deep model against best classical) is a paired
+bootstrap test on the per-image evidence, Holm-corrected over the section's comparisons; without
+evidence the section gives the differences and says they are untested.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from bench.report import evidence as ev
 from bench.report import tables
 from bench.report.load import Results
-from bench.report.stats import CLASS_METRICS
+from bench.report.stats import CLASS_METRICS, EvidenceSummary
 
 FAMILIES = ("edge", "region")
 FAMILY_NAMES = {"edge": "Edge-based", "region": "Region-based"}
@@ -57,7 +62,8 @@ class ClassicalComparison:
 def method_families(results: Results, runs: pd.DataFrame) -> dict[str, str]:
     """model -> ``edge`` / ``region`` for the classical models, from their runs' stored records."""
     out: dict[str, str] = {}
-    classical = runs[(runs["family"] == "classical") & (runs["status"] == "ok")].sort_values(["model", "seed", "run_id"])
+    classical = runs[(runs["family"] == "classical") & (runs["status"] == "ok")]
+    classical = classical.sort_values(["model", "seed", "run_id"])
     for model, run_id in zip(classical["model"], classical["run_id"], strict=True):
         if model in out:
             continue
@@ -121,31 +127,113 @@ def _family_line(summary: FamilySummary) -> str:
             f"method{'s' * (len(summary.models) != 1)}; best {summary.best_model} ({summary.best_miou:.3f}).")
 
 
-def section(cmp: ClassicalComparison, figure: tuple[str, str] | None) -> list[str]:
+@dataclass(frozen=True)
+class Claim:
+    """One comparison the section states: ``a`` minus ``b`` in mIoU and, with evidence, its test."""
+
+    label: str
+    a: list[str]
+    b: list[str]
+    difference: float
+    test: ev.PairedTest | None = None
+    p_holm: float = math.nan
+
+
+def _confusions(evidence: EvidenceSummary | None, models: list[str]) -> list[np.ndarray] | None:
+    """Each model's ``(S, N, C, C)`` per-image counts on one shared set of images, or None."""
+    if evidence is None or any(m not in evidence.runs for m in models):
+        return None
+    try:
+        stacked = [ev.stack_seeds(evidence.runs[m]) for m in models]
+    except ValueError:
+        return None
+    if any(not np.array_equal(index, stacked[0][1]) for _, index in stacked):
+        return None
+    return [confusion for confusion, _ in stacked]
+
+
+def claims(cmp: ClassicalComparison, evidence: EvidenceSummary | None) -> list[Claim]:
+    """The section's comparisons, tested on the per-image evidence where every model involved has
+    it on the same images, Holm-corrected over the tests made."""
+    edge, region = cmp.families["edge"], cmp.families["region"]
+    out = []
+    if edge.models and region.models:
+        out.append(Claim("Region minus edge, on average", region.models, edge.models,
+                         region.mean_miou - edge.mean_miou))
+        out.append(Claim("Best region minus best edge", [str(region.best_model)], [str(edge.best_model)],
+                         region.best_miou - edge.best_miou))
+    if cmp.best_deep is not None:
+        best_model, best_miou = cmp.best_classical
+        out.append(Claim("Best deep model minus best classical", [cmp.best_deep[0]], [best_model],
+                         cmp.best_deep[1] - best_miou))
+    models = sorted({m for c in out for m in (*c.a, *c.b)})
+    confusions = _confusions(evidence, models)
+    if confusions is None:
+        return out
+    by_model = dict(zip(models, confusions, strict=True))
+    tested = [(c, ev.paired_group_test([by_model[m] for m in c.a], [by_model[m] for m in c.b])) for c in out]
+    p_holm = ev.holm([t.p_value for _, t in tested])
+    return [Claim(c.label, c.a, c.b, c.difference, t, float(p)) for (c, t), p in zip(tested, p_holm, strict=True)]
+
+
+def _verdict(claim: Claim, better: str, worse: str) -> str:
+    """What the test lets the section say, from ``; ...`` or `` [interval] ...`` on; ``better`` and
+    ``worse`` name the outcome as ``a`` is ahead or behind."""
+    if claim.test is None:
+        return "; no per-image evidence, so untested: the difference may be noise."
+    p = tables.fmt_p(claim.p_holm)
+    shown = (f" [95% interval {claim.test.low:+.3f}, {claim.test.high:+.3f}], "
+             f"p {p if p.startswith('<') else '= ' + p} (Holm)")
+    if claim.p_holm > ev.ALPHA:
+        return f"{shown}: the test images cannot tell them apart."
+    return f"{shown}: {better if claim.difference > 0 else worse}."
+
+
+def _claim_lines(cmp: ClassicalComparison, made: list[Claim]) -> list[str]:
+    lines = []
+    for claim in made:
+        if claim.label.startswith("Region minus edge"):
+            lines.append(f"**{claim.label}:** {claim.difference:+.3f} mIoU"
+                         + _verdict(claim, "region-based methods segment better here",
+                                    "edge-based methods segment better here"))
+        elif claim.label.startswith("Best region"):
+            lines.append(f"**{claim.label}:** {claim.a[0]} minus {claim.b[0]}, {claim.difference:+.3f} mIoU"
+                         + _verdict(claim, f"{claim.a[0]} is ahead", f"{claim.b[0]} is ahead"))
+        else:
+            deep_model, deep_miou = cmp.best_deep
+            best_model, best_miou = cmp.best_classical
+            where = "above" if claim.difference >= 0 else "below"
+            lines.append(f"**Best deep model vs best classical:** {deep_model} (mIoU {deep_miou:.3f}) is "
+                         f"{abs(claim.difference):.3f} mIoU {where} {best_model} ({best_miou:.3f})"
+                         + _verdict(claim, "the network is ahead on these images",
+                                    "the classical method is ahead on these images"))
+    return lines
+
+
+def _method_note(made: list[Claim], evidence: EvidenceSummary | None) -> str:
+    tested = [c for c in made if c.test is not None]
+    if not tested:
+        return ""
+    n_images = next(iter(evidence.runs.values()))[0]["image_index"].size
+    return (f" Intervals and p-values: a paired bootstrap over the same {n_images} test images "
+            f"({ev.N_RESAMPLES:,} resamples, seed {ev.RESAMPLING_SEED}; seeds resampled too) of the difference in "
+            f"mean pooled mIoU, Holm-corrected over the {len(tested)} comparison{'s' * (len(tested) != 1)} below; a "
+            "side is called better only when the corrected p-value is at most 0.05.")
+
+
+def section(cmp: ClassicalComparison, figure: tuple[str, str] | None,
+            evidence: EvidenceSummary | None = None) -> list[str]:
     """The section's Markdown lines.
 
     Args:
         cmp: :func:`compare`'s result.
         figure: ``(filename, caption)`` of the classical gallery, or None when it was not drawn.
+        evidence: The per-image evidence summary, for the tests behind each claim; None: untested.
     """
-    edge, region = cmp.families["edge"], cmp.families["region"]
-    lines = [_family_line(edge), _family_line(region)]
-    if edge.models and region.models:
-        diff = region.mean_miou - edge.mean_miou
-        winner = "Region-based" if diff > 0 else "Edge-based"
-        lines.append(
-            f"**Region minus edge:** {diff:+.3f} mIoU on average, {region.best_miou - edge.best_miou:+.3f} "
-            f"best against best" + ("." if diff == 0 else f": {winner.lower()} methods segment better on average here.")
-        )
-    best_model, best_miou = cmp.best_classical
+    made = claims(cmp, evidence)
+    lines = [_family_line(cmp.families["edge"]), _family_line(cmp.families["region"]), *_claim_lines(cmp, made)]
     if cmp.best_deep is None:
         lines.append("**Best deep model:** none finished, so there is nothing to set the classical floor against.")
-    else:
-        deep_model, deep_miou = cmp.best_deep
-        gap = deep_miou - best_miou
-        where = "above" if gap >= 0 else "below"
-        lines.append(f"**Best deep model vs best classical:** {deep_model} (mIoU {deep_miou:.3f}) is "
-                     f"{abs(gap):.3f} mIoU {where} {best_model} ({best_miou:.3f}).")
     out = [
         "## Edge-based vs region-based",
         "",
@@ -153,7 +241,7 @@ def section(cmp: ClassicalComparison, figure: tuple[str, str] | None) -> list[st
         "on the same test images, metrics and timing as the networks. Edge-based methods close and fill the "
         "outlines an edge detector finds; region-based ones group pixels into regions. All share one "
         "foreground rule and one border band, so only the evidence differs. mIoU and latency are the stored "
-        "values (mean over seeds); the family means are means over methods.",
+        "values (mean over seeds); the family means are means over methods." + _method_note(made, evidence),
         "",
         _table(cmp),
         "",

@@ -238,13 +238,37 @@ def paired_bootstrap_test(
     Args:
         a, b: ``(N, C, C)`` or ``(S, N, C, C)`` per-image confusion counts, images in the same order.
     """
-    ga, gb = _with_seed_axis(a, 2), _with_seed_axis(b, 2)
-    ra, rb = _replicates([ga, gb], miou_of, n_resamples, seed)
-    d = ra - rb
+    return paired_group_test([a], [b], n_resamples=n_resamples, seed=seed, confidence=confidence)
+
+
+def paired_group_test(
+    a: Sequence[np.ndarray],
+    b: Sequence[np.ndarray],
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = RESAMPLING_SEED,
+    confidence: float = CONFIDENCE,
+) -> PairedTest:
+    """Paired bootstrap test of the mean pooled mIoU of models ``a`` minus that of models ``b``.
+
+    Every model is resampled with one image draw common to all (their seeds independently), so a
+    family of methods is compared with another on the same images; with one model a side this is
+    :func:`paired_bootstrap_test`. The p-value is that function's.
+
+    Args:
+        a, b: Per model, ``(N, C, C)`` or ``(S, N, C, C)`` per-image confusion counts, images in the
+            same order for every model.
+    """
+    if not a or not b:
+        raise ValueError("a paired group test needs at least one model on each side")
+    ga, gb = [_with_seed_axis(x, 2) for x in a], [_with_seed_axis(x, 2) for x in b]
+    reps = _replicates([*ga, *gb], miou_of, n_resamples, seed)
+    d = np.mean(reps[: len(ga)], axis=0) - np.mean(reps[len(ga):], axis=0)
     low, high = _percentiles(d, confidence)
     tail = min(int(np.sum(d <= 0)), int(np.sum(d >= 0)))
     p = min(1.0, 2 * (1 + tail) / (n_resamples + 1))
-    return PairedTest(pooled_miou(ga) - pooled_miou(gb), low, high, p)
+    difference = float(np.mean([pooled_miou(g) for g in ga]) - np.mean([pooled_miou(g) for g in gb]))
+    return PairedTest(difference, low, high, p)
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
