@@ -179,6 +179,28 @@ def test_tied_group_keeps_the_null_model_and_drops_the_worse_one() -> None:
         ev.tied_with_best({"a": [run_evidence(a)], "short": [run_evidence(a[:30])]})
 
 
+def test_many_models_can_still_be_told_from_the_best() -> None:
+    """A bootstrap p-value is at least 2 / (B + 1) and Holm multiplies the smallest by the number of
+    comparisons: at 2,000 resamples, 59 comparisons could never go below 0.059, so 60 models far
+    below #1 were all called tied with it. The test's resamples grow with the comparisons."""
+    assert ev.resamples_for_tests(1) == ev.resamples_for_tests(5) == ev.N_RESAMPLES == 2000
+    assert ev.resamples_for_tests(37) == 15000
+    assert 2 * 59 / (ev.resamples_for_tests(59) + 1) <= ev.ALPHA / ev.P_RESOLUTION
+    rng = np.random.default_rng(6)
+    best = simulate(rng, (20,))
+    models = {"best": [run_evidence(best)]}
+    for k in range(59):
+        worse = best.copy()
+        moved = worse[:, 0, 0] * (30 + k % 5) // 100  # 30-34% of the correct pet pixels lost
+        worse[:, 0, 0] -= moved
+        worse[:, 0, 1] += moved
+        models[f"worse-{k:02d}"] = [run_evidence(worse)]
+    assert ev.tied_with_best(models, n_resamples=2000)["tied"].all()  # the old fixed 2,000: all "tied"
+    table = ev.tied_with_best(models)
+    assert table["tied"].tolist() == [True] + [False] * 59
+    assert table["p_holm"].iloc[1:].max() < ev.ALPHA
+
+
 # === Calibration ===
 
 

@@ -171,7 +171,9 @@ def claims(cmp: ClassicalComparison, evidence: EvidenceSummary | None) -> list[C
     if confusions is None:
         return out
     by_model = dict(zip(models, confusions, strict=True))
-    tested = [(c, ev.paired_group_test([by_model[m] for m in c.a], [by_model[m] for m in c.b])) for c in out]
+    resamples = ev.resamples_for_tests(len(out))
+    tested = [(c, ev.paired_group_test([by_model[m] for m in c.a], [by_model[m] for m in c.b],
+                                       n_resamples=resamples)) for c in out]
     p_holm = ev.holm([t.p_value for _, t in tested])
     return [Claim(c.label, c.a, c.b, c.difference, t, float(p)) for (c, t), p in zip(tested, p_holm, strict=True)]
 
@@ -216,7 +218,8 @@ def _method_note(made: list[Claim], evidence: EvidenceSummary | None) -> str:
         return ""
     n_images = next(iter(evidence.runs.values()))[0]["image_index"].size
     return (f" Intervals and p-values: a paired bootstrap over the same {n_images} test images "
-            f"({ev.N_RESAMPLES:,} resamples, seed {ev.RESAMPLING_SEED}; seeds resampled too) of the difference in "
+            f"({ev.resamples_for_tests(len(tested)):,} resamples, seed {ev.RESAMPLING_SEED}; seeds resampled too) of "
+            "the difference in "
             f"mean pooled mIoU, Holm-corrected over the {len(tested)} comparison{'s' * (len(tested) != 1)} below; a "
             "side is called better only when the corrected p-value is at most 0.05.")
 

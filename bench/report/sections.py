@@ -59,8 +59,9 @@ def significance(table: pd.DataFrame, evidence: EvidenceSummary | None, figure: 
         tied = evidence.tied
         out += [
             (f"Each model is compared with #1 on the same {n_images} test images: a paired bootstrap of the "
-            f"difference in pooled mIoU ({ev.N_RESAMPLES:,} resamples, seed {ev.RESAMPLING_SEED}; a model's seeds "
-            "are resampled too), two-sided, with Holm's correction over the "
+            f"difference in pooled mIoU ({ev.resamples_for_tests(len(test) - 1):,} resamples, enough that the "
+            f"smallest corrected p-value the test can give is at most {ev.ALPHA / ev.P_RESOLUTION:g}; seed "
+            f"{ev.RESAMPLING_SEED}; a model's seeds are resampled too), two-sided, with Holm's correction over the "
             f"{len(test) - 1} comparison{'s' * (len(test) != 2)}. A model is tied with #1 when its corrected "
             "p-value is above 0.05: on these images it cannot be told apart from #1. "
             f"**Tied with #1 ({len(tied)} model{'s' * (len(tied) != 1)}):** {', '.join(tied)}."),
