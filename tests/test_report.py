@@ -424,7 +424,7 @@ def test_costs_compare_on_one_device_and_other_devices_are_listed_apart(tmp_path
     leaderboard = _section(markdown, "Leaderboard")
     assert "measured on CPU (2 cores)** (10 of 13 successful runs)" in leaderboard
     assert "Runs span several devices" not in markdown
-    assert "**Fastest (on CPU (2 cores)):** classical-otsu" in markdown
+    assert "**Lowest latency (on CPU (2 cores)):** classical-otsu" in markdown
 
     others = _rows(_section(markdown, "Costs measured on other devices"))
     assert [row[:4] for row in others] == [["fcn8s-vgg16", "NVIDIA H200", "1", "120.0 / 156.0"],
@@ -446,7 +446,7 @@ def test_the_latency_figure_gets_the_main_devices_runs_only(tmp_path: Path,
 
 def test_one_device_one_context_adds_nothing(rendered: tuple[Path, str]) -> None:
     markdown = rendered[1]
-    for absent in ["Costs measured on other devices", "Not ranked", "comparison context", "Fastest (on"]:
+    for absent in ["Costs measured on other devices", "Not ranked", "comparison context", "Lowest latency (on"]:
         assert absent not in markdown, absent
 
 
@@ -484,6 +484,11 @@ def test_a_clear_winner_is_named_alone(rendered_evidence: tuple[Path, str, dict]
     glance = _glance(rendered_evidence[1])
     assert "**Most accurate:** unet-resnet50 (" in glance and "ahead of every other model" in glance
     assert "no single model" not in glance
+    # Untested point values are stated as the lowest measured, not as a ranking ("fastest", "best").
+    assert re.search(r"\*\*Lowest ECE of the 4 most accurate deep models:\*\* [\w-]+ \(ECE 0\.\d{3}, a point "
+                     r"estimate without interval; mIoU 0\.\d{3}\)", glance)
+    assert "**Lowest latency:** classical-otsu *(classical)* (3.0 ms p50 at batch 1, mIoU 0." in glance
+    assert "Fastest" not in glance and "Best calibrated" not in glance
     significance = _section(rendered_evidence[1], "Significance: which models are tied with #1")
     assert "**Tied with #1 (1 model):** unet-resnet50." in significance
     rows = _table(rendered_evidence[1], "Significance: which models are tied with #1")
