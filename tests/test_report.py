@@ -223,8 +223,9 @@ def test_edge_vs_region_says_untold_apart_for_equal_families() -> None:
         "miou": [ev.pooled_miou(r[0]["confusion"]) for r in runs.values()], "latency_p50_ms": [1.0, 2.0, 3.0]})
     cmp = classical.compare(table, {"classical-canny": "edge", "classical-slic": "region"})
     made = classical.claims(cmp, SimpleNamespace(runs=runs))
-    assert [c.label for c in made] == ["Region minus edge, on average", "Best region minus best edge",
-                                       "Best deep model minus best classical"]
+    leads = [c.text.split(":**")[0] for c in made]
+    assert leads == ["**Region minus edge, on average", "**Best region minus best edge",
+                     "**Best deep model vs best classical"]
     assert all(c.test is not None and c.p_holm > 0.05 for c in made)
     lines = [line for line in classical.section(cmp, None, SimpleNamespace(runs=runs)) if line.startswith("- **")]
     assert sum("the test images cannot tell them apart." in line for line in lines) == 3

@@ -11,7 +11,7 @@ evidence the section gives the differences and says they are untested.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -129,12 +129,18 @@ def _family_line(summary: FamilySummary) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    """One comparison the section states: ``a`` minus ``b`` in mIoU and, with evidence, its test."""
+    """One comparison the section states: ``a`` minus ``b`` in mIoU and, with evidence, its test.
 
-    label: str
+    ``text`` leads the line; ``better`` and ``worse`` are what it concludes when the test
+    separates the sides with ``a`` ahead or behind.
+    """
+
     a: list[str]
     b: list[str]
     difference: float
+    text: str
+    better: str
+    worse: str
     test: ev.PairedTest | None = None
     p_holm: float = math.nan
 
@@ -158,58 +164,41 @@ def claims(cmp: ClassicalComparison, evidence: EvidenceSummary | None) -> list[C
     edge, region = cmp.families["edge"], cmp.families["region"]
     out = []
     if edge.models and region.models:
-        out.append(Claim("Region minus edge, on average", region.models, edge.models,
-                         region.mean_miou - edge.mean_miou))
-        out.append(Claim("Best region minus best edge", [str(region.best_model)], [str(edge.best_model)],
-                         region.best_miou - edge.best_miou))
+        diff = region.mean_miou - edge.mean_miou
+        out.append(Claim(region.models, edge.models, diff, f"**Region minus edge, on average:** {diff:+.3f} mIoU",
+                         "region-based methods segment better here", "edge-based methods segment better here"))
+        a, b, diff = str(region.best_model), str(edge.best_model), region.best_miou - edge.best_miou
+        out.append(Claim([a], [b], diff, f"**Best region minus best edge:** {a} minus {b}, {diff:+.3f} mIoU",
+                         f"{a} is ahead", f"{b} is ahead"))
     if cmp.best_deep is not None:
-        best_model, best_miou = cmp.best_classical
-        out.append(Claim("Best deep model minus best classical", [cmp.best_deep[0]], [best_model],
-                         cmp.best_deep[1] - best_miou))
+        (deep_model, deep_miou), (best_model, best_miou) = cmp.best_deep, cmp.best_classical
+        diff = deep_miou - best_miou
+        out.append(Claim([deep_model], [best_model], diff,
+                         f"**Best deep model vs best classical:** {deep_model} (mIoU {deep_miou:.3f}) is "
+                         f"{abs(diff):.3f} mIoU {'above' if diff >= 0 else 'below'} {best_model} ({best_miou:.3f})",
+                         "the network is ahead on these images", "the classical method is ahead on these images"))
     models = sorted({m for c in out for m in (*c.a, *c.b)})
     confusions = _confusions(evidence, models)
     if confusions is None:
         return out
     by_model = dict(zip(models, confusions, strict=True))
     resamples = ev.resamples_for_tests(len(out))
-    tested = [(c, ev.paired_group_test([by_model[m] for m in c.a], [by_model[m] for m in c.b],
-                                       n_resamples=resamples)) for c in out]
-    p_holm = ev.holm([t.p_value for _, t in tested])
-    return [Claim(c.label, c.a, c.b, c.difference, t, float(p)) for (c, t), p in zip(tested, p_holm, strict=True)]
+    tests = [ev.paired_group_test([by_model[m] for m in c.a], [by_model[m] for m in c.b], n_resamples=resamples)
+             for c in out]
+    p_holm = ev.holm([t.p_value for t in tests])
+    return [replace(c, test=t, p_holm=float(p)) for c, t, p in zip(out, tests, p_holm, strict=True)]
 
 
-def _verdict(claim: Claim, better: str, worse: str) -> str:
-    """What the test lets the section say, from ``; ...`` or `` [interval] ...`` on; ``better`` and
-    ``worse`` name the outcome as ``a`` is ahead or behind."""
+def _line(claim: Claim) -> str:
+    """The claim's text and what its test lets the section say."""
     if claim.test is None:
-        return "; no per-image evidence, so untested: the difference may be noise."
+        return f"{claim.text}; no per-image evidence, so untested: the difference may be noise."
     p = tables.fmt_p(claim.p_holm)
-    shown = (f" [95% interval {claim.test.low:+.3f}, {claim.test.high:+.3f}], "
+    shown = (f"{claim.text} [95% interval {claim.test.low:+.3f}, {claim.test.high:+.3f}], "
              f"p {p if p.startswith('<') else '= ' + p} (Holm)")
     if claim.p_holm > ev.ALPHA:
         return f"{shown}: the test images cannot tell them apart."
-    return f"{shown}: {better if claim.difference > 0 else worse}."
-
-
-def _claim_lines(cmp: ClassicalComparison, made: list[Claim]) -> list[str]:
-    lines = []
-    for claim in made:
-        if claim.label.startswith("Region minus edge"):
-            lines.append(f"**{claim.label}:** {claim.difference:+.3f} mIoU"
-                         + _verdict(claim, "region-based methods segment better here",
-                                    "edge-based methods segment better here"))
-        elif claim.label.startswith("Best region"):
-            lines.append(f"**{claim.label}:** {claim.a[0]} minus {claim.b[0]}, {claim.difference:+.3f} mIoU"
-                         + _verdict(claim, f"{claim.a[0]} is ahead", f"{claim.b[0]} is ahead"))
-        else:
-            deep_model, deep_miou = cmp.best_deep
-            best_model, best_miou = cmp.best_classical
-            where = "above" if claim.difference >= 0 else "below"
-            lines.append(f"**Best deep model vs best classical:** {deep_model} (mIoU {deep_miou:.3f}) is "
-                         f"{abs(claim.difference):.3f} mIoU {where} {best_model} ({best_miou:.3f})"
-                         + _verdict(claim, "the network is ahead on these images",
-                                    "the classical method is ahead on these images"))
-    return lines
+    return f"{shown}: {claim.better if claim.difference > 0 else claim.worse}."
 
 
 def _method_note(made: list[Claim], evidence: EvidenceSummary | None) -> str:
@@ -218,10 +207,10 @@ def _method_note(made: list[Claim], evidence: EvidenceSummary | None) -> str:
         return ""
     n_images = next(iter(evidence.runs.values()))[0]["image_index"].size
     return (f" Intervals and p-values: a paired bootstrap over the same {n_images} test images "
-            f"({ev.resamples_for_tests(len(tested)):,} resamples, seed {ev.RESAMPLING_SEED}; seeds resampled too) of "
-            "the difference in "
-            f"mean pooled mIoU, Holm-corrected over the {len(tested)} comparison{'s' * (len(tested) != 1)} below; a "
-            "side is called better only when the corrected p-value is at most 0.05.")
+            f"({ev.resamples_for_tests(len(tested)):,} resamples, seed {ev.RESAMPLING_SEED}; seeds resampled too) "
+            f"of the difference in mean pooled mIoU, Holm-corrected over the {len(tested)} "
+            f"comparison{'s' * (len(tested) != 1)} below; a side is called better only when the corrected p-value "
+            "is at most 0.05.")
 
 
 def section(cmp: ClassicalComparison, figure: tuple[str, str] | None,
@@ -234,7 +223,7 @@ def section(cmp: ClassicalComparison, figure: tuple[str, str] | None,
         evidence: The per-image evidence summary, for the tests behind each claim; None: untested.
     """
     made = claims(cmp, evidence)
-    lines = [_family_line(cmp.families["edge"]), _family_line(cmp.families["region"]), *_claim_lines(cmp, made)]
+    lines = [_family_line(cmp.families["edge"]), _family_line(cmp.families["region"]), *map(_line, made)]
     if cmp.best_deep is None:
         lines.append("**Best deep model:** none finished, so there is nothing to set the classical floor against.")
     out = [
