@@ -309,7 +309,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_STORE
     ok = sum(1 for r in result.stored if r["status"] == "ok")
     failed = len(result.stored) - ok
-    print(f"Stored {len(result.stored)} runs this sweep ({ok} ok, {failed} failed) in {out}.", file=err)
+    n = len(result.stored)
+    print(f"Stored {n} run{'s' * (n != 1)} this sweep ({ok} ok, {failed} failed) in {out}.", file=err)
     if result.write_error is not None:
         print(f"error: the sweep stopped: {result.write_error.strerror}", file=err)
         return EXIT_STORE

@@ -240,6 +240,20 @@ def test_edge_vs_region_section_figure(rendered: tuple[Path, str]) -> None:
     assert "classical_gallery.png" not in markdown.split("## Figures", 1)[1]
 
 
+def test_one_run_of_one_model_is_counted_in_the_singular(tmp_path: Path) -> None:
+    """A new user's first sweep (one model, no ImageNet weights) once read "1 runs ... of 1 models"."""
+    results_dir = write_results(tmp_path)
+    for name in ["runs.csv", "metrics.csv"]:
+        frame = pd.read_csv(results_dir / name)
+        frame = frame[(frame["model"] == "unet-mobilenetv2") & (frame["seed"] == 0)]
+        if name == "runs.csv":
+            frame = frame.assign(weights="none (imagenet unavailable: host down)")
+        frame.to_csv(results_dir / name, index=False)
+    markdown = render_report(results_dir).read_text(encoding="utf-8")
+    assert "from the stored results of 1 run (1 ok) of 1 model." in markdown
+    assert "**No pretrained weights for 1 model**: ImageNet weights" in markdown
+
+
 def test_no_classical_runs_no_section_and_no_stale_figure(tmp_path: Path) -> None:
     results_dir = write_results(tmp_path)
     render_report(results_dir)
