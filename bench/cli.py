@@ -207,8 +207,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         print(f"!! {context_mismatch(out, mine.get('context', {}), runs[0].context())}")
     print(tabulate(rows, headers=["model", "seed", "status", "time", "run id"], tablefmt="github"))
+    planned = f"{len(runs)} run{'s' * (len(runs) != 1)}"
     print(
-        f"\n{len(runs)} runs: {len(st.done)} done, {len(st.failed)} failed, {len(st.todo)} to do; "
+        f"\n{planned}: {len(st.done)} done, {len(st.failed)} failed, {len(st.todo)} to do; "
         f"estimated time for what is left: {describe_estimate(st.todo, est, profile.jobs)}"
     )
     return 0
@@ -278,8 +279,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             if data.synthetic and profile.data != "synthetic":
                 print("!! No real pet photos were found: this sweep runs on SYNTHETIC data. Its quality "
                       "numbers say nothing about real images.", file=err)
+            planned = f"{len(runs)} run{'s' * (len(runs) != 1)}"
             print(
-                f"{len(runs)} runs planned: {len(st.done)} already done, {len(st.failed)} stored as failed "
+                f"{planned} planned: {len(st.done)} already done, {len(st.failed)} stored as failed "
                 f"(--retry-failed redoes them), {len(st.todo)} to run. Estimated time: {describe_estimate(st.todo, est, executor.slots)}.",
                 file=err,
             )

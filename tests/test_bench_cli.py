@@ -113,3 +113,11 @@ def test_help_names_the_folders_the_commands_use(command: str, capsys: pytest.Ca
     assert f"{DEFAULT_RESULTS.as_posix()}/<profile>" in text
     if command != "report":
         assert f"committed reference {REFERENCE_RESULTS.as_posix()}/<profile>" in text
+
+
+def test_one_run_is_counted_in_the_singular(tmp_path: Path) -> None:
+    """A one-model sweep once printed "1 runs: ..." (list) and "1 runs planned" (run)."""
+    done = bench_cli(tmp_path, "list", "--profile", "smoke", "--arch", "classical-canny", "--out", str(tmp_path / "r"),
+                     timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "\n1 run: 0 done, 0 failed, 1 to do;" in done.stdout
