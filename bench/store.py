@@ -53,10 +53,6 @@ ENVIRONMENT_JSON = "environment.json"
 CONTEXT_JSON = "context.json"
 DAMAGED_DIR = "damaged"
 TMP_PREFIX = "_tmp"
-#: The files and folders the harness writes into a results folder (the report adds its own).
-STORE_FILES = frozenset(
-    {"runs", RUNS_CSV, METRICS_CSV, HISTORY_CSV, ENVIRONMENT_JSON, CONTEXT_JSON, DAMAGED_DIR, ".lock"}
-)
 
 RUN_KEY = ["run_id", "model", "architecture", "backbone", "seed"]
 RUN_COLUMNS = [
@@ -339,8 +335,6 @@ class ResultsStore:
         for path in stale:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
         return len(stale)
-
-    clean_staging = clean_temporary
 
     # --- the tidy tables -----------------------------------------------------------------------
 

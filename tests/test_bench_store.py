@@ -83,7 +83,7 @@ def test_staging_is_invisible_until_committed_and_cleaned_after_a_kill(tmp_path:
     staging = store.staging_dir(record["run_id"])
     (staging / RECORD).write_text("{}")  # a worker killed after writing, before the parent stored it
     assert store.records() == [] and store.load_record(record["run_id"]) is None
-    assert store.clean_staging() == 1
+    assert store.clean_temporary() == 1
     assert not staging.exists()
 
 

@@ -72,15 +72,6 @@ def fmt_mean(row: pd.Series, metric: str) -> str:
     return text.removesuffix(" (n=1)")
 
 
-def fmt_ci(row: pd.Series, metric: str) -> str:
-    if _missing(row.get(metric, math.nan)):
-        return DASH
-    low, high = row.get(f"{metric}_ci_low", math.nan), row.get(f"{metric}_ci_high", math.nan)
-    if _missing(low) or _missing(high):
-        return "n=1, no CI"
-    return f"[{low:.3f}, {high:.3f}]"
-
-
 def fmt_params(count: float) -> str:
     """Parameters in millions; a classical segmenter's 0 stays a plain 0."""
     if _missing(count):
