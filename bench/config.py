@@ -76,10 +76,7 @@ class RunConfig:
         # Monte-Carlo dropout changes only the runs it evaluates, and those by T alone: a U-Net
         # run keeps its id whatever --mc-samples or --mc-models say.
         skip |= {"profile.mc_models"} if self.mc_samples else _MC_FIELDS
-        return {
-            k: v for k, v in self.flat().items()
-            if k not in skip and not (k in _ADDED_FIELD_DEFAULTS and v == _ADDED_FIELD_DEFAULTS[k])
-        }
+        return {k: v for k, v in _explicit(self.flat()).items() if k not in skip}
 
     @property
     def mc_samples(self) -> int:
@@ -106,13 +103,11 @@ class RunConfig:
         the data was found. Runs of one context may be ranked in one table; runs of two never
         are (docs/results-schema.md, "Comparison contexts").
         """
-        flat = self.flat()
+        # A field added later counts only where it differs from the default it implicitly had, as
+        # in the identity: folders made before it existed keep their context.
         return {
-            k: v for k, v in sorted(flat.items())
-            if ((k.startswith("profile.") and k not in _NOT_CONTEXT) or k in ("dataset_fingerprint", "harness_version"))
-            # A field added later counts only where it differs from the default it implicitly had,
-            # as in the identity: folders made before it existed keep their context.
-            and not (k in _ADDED_FIELD_DEFAULTS and v == _ADDED_FIELD_DEFAULTS[k])
+            k: v for k, v in sorted(_explicit(self.flat()).items())
+            if (k.startswith("profile.") and k not in _NOT_CONTEXT) or k in ("dataset_fingerprint", "harness_version")
         }
 
     @property
@@ -179,7 +174,7 @@ def _digest(fields: dict[str, Any], length: int) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 #: RunConfig fields added after the first stored results, with the default they had implicitly.
-_ADDED_FIELD_DEFAULTS: dict[str, Any] = {
+ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "replicas": 1,
     # Issue #13. Every run stored before ran in float32 with op determinism on, and so without XLA
     # on every device (Keras turns XLA off under op determinism), which is what ``xla="auto"``
@@ -193,6 +188,12 @@ _ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "profile.mc_samples": 0,
     "profile.mc_models": "",
 }
+
+
+def _explicit(flat: dict[str, Any]) -> dict[str, Any]:
+    """``flat`` without the added fields still at the default they implicitly had (stored runs
+    keep their identity and context)."""
+    return {k: v for k, v in flat.items() if not (k in ADDED_FIELD_DEFAULTS and v == ADDED_FIELD_DEFAULTS[k])}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

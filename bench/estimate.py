@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.clock import format_duration
-from bench.config import CLASSICAL, RunConfig, steps_per_epoch, validation_steps
+from bench.config import ADDED_FIELD_DEFAULTS, CLASSICAL, RunConfig, steps_per_epoch, validation_steps
 from segmodels.registry import (
     ArchitectureCost,
     BackboneCost,
@@ -66,9 +66,8 @@ def _similar(cfg: RunConfig, record: dict[str, Any]) -> bool:
         and c.get("profile.steps_per_epoch") == cfg.profile.steps_per_epoch
         and c.get("profile.batch_size") == cfg.profile.batch_size
         # the speed mode (records from before it existed ran in the defaults)
-        and c.get("profile.precision", "float32") == cfg.profile.precision
-        and c.get("profile.xla", "auto") == cfg.profile.xla
-        and c.get("profile.deterministic", True) == cfg.profile.deterministic
+        and all(c.get(k, ADDED_FIELD_DEFAULTS[k]) == getattr(cfg.profile, k.removeprefix("profile."))
+                for k in ("profile.precision", "profile.xla", "profile.deterministic"))
     )
 
 
