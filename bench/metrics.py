@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from bench.config import CLASS_NAMES
+from bench.evidence_file import MC_PER_IMAGE
 
 #: PAvPU calls a pixel uncertain when its predictive entropy is at least this fraction of
 #: log(C): a fixed threshold (not a per-model one such as its mean entropy) so models compare on
@@ -74,10 +75,8 @@ def scores(matrix: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> dict
     m = np.asarray(matrix, dtype=np.float64)
     tp = np.diag(m)
     true_count = m.sum(axis=1)
-    pred_count = m.sum(axis=0)
-    union = true_count + pred_count - tp
+    iou = class_iou(m)
     with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
         class_acc = np.where(true_count > 0, tp / true_count, np.nan)
     total = m.sum()
     out = {"miou": _nanmean(iou)}
@@ -250,7 +249,7 @@ def mc_evidence(evidence: Evidence) -> dict[str, np.ndarray]:
     run without Monte-Carlo evidence.
     """
     out = {"image_index": np.asarray(evidence["image_index"])}
-    for name in ("confusion", "boundary_iou_counts", "nll_sum", "brier_sum"):
+    for name in MC_PER_IMAGE:
         out[name] = np.asarray(evidence[f"mc_{name}"])
     for name in ("count", "confidence", "correct"):
         out[f"calibration_{name}"] = np.asarray(evidence[f"mc_curve_calibration_{name}"])[-1]

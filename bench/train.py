@@ -97,10 +97,9 @@ class NaNGuard(keras.callbacks.Callback):
 class StepTimer(keras.callbacks.Callback):
     """Steady-state training throughput and the first step's time, from check-point step ends."""
 
-    def __init__(self, batch_size: int, skip_first_epoch_steps: int = 1) -> None:
+    def __init__(self, batch_size: int) -> None:
         super().__init__()
         self.batch_size = batch_size
-        self.skip_first = skip_first_epoch_steps
         self._epoch = 0
         self._ends: dict[int, dict[int, float]] = {}  # epoch -> step -> end time
         self._first_begin: float | None = None
@@ -116,14 +115,13 @@ class StepTimer(keras.callbacks.Callback):
         self._ends.setdefault(self._epoch, {})[batch] = time.perf_counter()
 
     def _windows(self) -> list[tuple[int, float]]:
-        """``(steps, seconds)`` of each epoch's steady state: from the end of its last skipped step
-        to the end of its last step."""
+        """``(steps, seconds)`` of each epoch's steady state: from the end of its first step (which
+        holds the tracing or the pipeline's warm-up) to the end of its last step."""
         out = []
-        for epoch, ends in sorted(self._ends.items()):
-            skip = self.skip_first if epoch == 0 else 1
+        for _, ends in sorted(self._ends.items()):
             last = max(ends)
-            if last >= skip and skip - 1 in ends:
-                out.append((last - (skip - 1), ends[last] - ends[skip - 1]))
+            if last >= 1 and 0 in ends:
+                out.append((last, ends[last] - ends[0]))
         return out
 
     @property
