@@ -227,7 +227,8 @@ def test_edge_vs_region_says_untold_apart_for_equal_families() -> None:
     assert leads == ["**Region minus edge, on average", "**Best region minus best edge",
                      "**Best deep model vs best classical"]
     assert all(c.test is not None and c.p_holm > 0.05 for c in made)
-    lines = [line for line in classical.section(cmp, None, SimpleNamespace(runs=runs)) if line.startswith("- **")]
+    summary = SimpleNamespace(runs=runs, n_images=32)  # the EvidenceSummary fields the section reads
+    lines = [line for line in classical.section(cmp, None, summary) if line.startswith("- **")]
     assert sum("the test images cannot tell them apart." in line for line in lines) == 3
     assert not any("better" in line or "ahead" in line for line in lines)
 

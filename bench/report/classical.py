@@ -205,8 +205,7 @@ def _method_note(made: list[Claim], evidence: EvidenceSummary | None) -> str:
     tested = [c for c in made if c.test is not None]
     if not tested:
         return ""
-    n_images = next(iter(evidence.runs.values()))[0]["image_index"].size
-    return (f" Intervals and p-values: a paired bootstrap over the same {n_images} test images "
+    return (f" Intervals and p-values: a paired bootstrap over the same {evidence.n_images} test images "
             f"({ev.resamples_for_tests(len(tested)):,} resamples, seed {ev.RESAMPLING_SEED}; seeds resampled too) "
             f"of the difference in mean pooled mIoU, Holm-corrected over the {len(tested)} "
             f"comparison{'s' * (len(tested) != 1)} below; a side is called better only when the corrected p-value "

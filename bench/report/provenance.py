@@ -7,7 +7,8 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.report import tables
-from bench.report.load import Results, as_bool
+from bench.report.comparable import synthetic
+from bench.report.load import Results
 
 
 def stored_values(results: Results, runs: pd.DataFrame, column: str) -> list[str]:
@@ -28,8 +29,10 @@ def stored_value(results: Results, runs: pd.DataFrame, column: str, missing: str
 
 
 def is_synthetic(results: Results, runs: pd.DataFrame) -> bool:
+    """Whether the runs were measured on generated data (environment.json's word where runs.csv
+    has no column for it)."""
     if "synthetic" in runs.columns and len(runs):
-        return bool(as_bool(runs["synthetic"]).any())
+        return synthetic(runs)
     return str(results.environment.get("synthetic", "")).strip().lower() in {"true", "1", "yes"}
 
 

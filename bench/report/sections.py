@@ -55,7 +55,7 @@ def significance(table: pd.DataFrame, evidence: EvidenceSummary | None, figure: 
         out += [(f"No significance test: {why}. No model is called tied with #1 or better than another; {overlap}, "
                  "the order may be noise."), ""]
     else:
-        n_images = len(next(iter(evidence.runs.values()))[0]["image_index"])
+        n_images = evidence.n_images
         tied = evidence.tied
         out += [
             (f"Each model is compared with #1 on the same {n_images} test images: a paired bootstrap of the "

@@ -197,6 +197,12 @@ class EvidenceSummary:
     problems: list[str] = field(default_factory=list)
 
     @property
+    def n_images(self) -> int:
+        """Test images per run with evidence (a test needs the same ones in every run); 0 without."""
+        first = next(iter(self.runs.values()), None)
+        return int(np.asarray(first[0]["image_index"]).size) if first else 0
+
+    @property
     def tied(self) -> list[str]:
         """The models not distinguishable from #1 (#1 first), or [] without a test."""
         return [] if self.test is None else self.test.loc[self.test["tied"], "model"].tolist()
