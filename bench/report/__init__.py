@@ -215,20 +215,10 @@ def render_report(results_dir: Path) -> Path:
     classical_figure = None
     for key, title, fig, caption in drawn:
         if key == "classical":  # drawn inside its own section, only when there are classical runs
-            path = results_dir / FIGURE_FILES[key]
-            if fig is None:
-                path.unlink(missing_ok=True)
-            else:
-                figures.save(fig, path)
-                classical_figure = (path.name, caption)
+            entry = _placed(results_dir, key, title, fig, caption)
+            classical_figure = (entry.filename, entry.caption) if entry is not None else None
             continue
-        path = results_dir / FIGURE_FILES[key]
-        if fig is None:
-            path.unlink(missing_ok=True)  # a stale figure from an earlier render would contradict the tables
-            entries.append(FigureEntry(title, None, "nothing stored to draw it from."))
-            continue
-        figures.save(fig, path)
-        entries.append(FigureEntry(title, path.name, caption))
+        entries.append(_placed(results_dir, key, title, fig, caption, missing="nothing stored to draw it from."))
 
     # The figures of the evidence, each inside its own section.
     tested = evidence.test is not None
