@@ -156,6 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
             help="models evaluated with Monte-Carlo dropout as well, globs matched as --arch's: "
                  "'bayesian_segnet,fcn*'; '' = none (default: bayesian_segnet)",
         )
+        trained = p.add_argument_group("training to a plateau (part of the identity of the runs that train)")
+        trained.add_argument(
+            "--val-images", type=_int_at_least(0, "--val-images"), metavar="N",
+            help="training images held out for validation, the same for every model and seed (never test "
+                 "images); 0 = no validation (default: the profile's: smoke 8, quick 16, full 368)",
+        )
+        trained.add_argument(
+            "--patience", type=_int_at_least(0, "--patience"), metavar="EPOCHS",
+            help="stop once the validation mIoU has not improved for this many epochs and restore the best "
+                 "epoch's weights, --epochs being the cap; 0 = train every epoch (default: the profile's)",
+        )
+        trained.add_argument(
+            "--trained-models", type=parse_globs, metavar="GLOBS",
+            help="the networks trained, evaluated and ranked, globs matched as --arch's; every other network "
+                 "selected is a cost run: size, FLOPs, speed and memory, no accuracy (default: the profile's: "
+                 "quick '*-mobilenetv2', smoke and full '*')",
+        )
         p.add_argument("--out", type=Path, help="results directory (default: results/local/<profile>; the committed "
                                                 "reference results/<profile> is read-only)")
 

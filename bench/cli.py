@@ -44,9 +44,12 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
         "precise_bn_batches": args.precise_bn_batches, "jobs": getattr(args, "jobs", None),
         "precision": args.precision, "xla": args.xla, "deterministic": args.deterministic,
         "mc_samples": args.mc_samples, "mc_models": args.mc_models,
+        "val_images": args.val_images, "patience": args.patience, "trained_models": args.trained_models,
     }
     if args.mc_models:
         check_mc_models(args.mc_models)
+    if args.trained_models:
+        check_mc_models(args.trained_models, option="--trained-models")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.fast:
         overrides = {**fast_overrides(PROFILES[args.profile]), **overrides}
@@ -85,8 +88,9 @@ def fast_overrides(base: Profile) -> dict[str, Any]:
     return settings
 
 
-def check_mc_models(globs: Sequence[str]) -> None:
-    """A ``--mc-models`` glob that names no model is a usage error (a typo would silently do nothing)."""
+def check_mc_models(globs: Sequence[str], option: str = "--mc-models") -> None:
+    """A ``--mc-models`` (or ``--trained-models``) glob that names no model is a usage error (a typo
+    would silently do nothing)."""
     import fnmatch
 
     from bench.plan import all_models
@@ -95,7 +99,7 @@ def check_mc_models(globs: Sequence[str]) -> None:
     for glob in globs:
         if not any(fnmatch.fnmatch(a, glob) or fnmatch.fnmatch(f"{a}-{b}", glob) for a, b in models):
             architectures = sorted({a for a, _ in models})
-            raise UsageError(f"--mc-models {glob!r} matches no model. Architectures: {', '.join(architectures)}.")
+            raise UsageError(f"{option} {glob!r} matches no model. Architectures: {', '.join(architectures)}.")
 
 
 def check_data(text: str) -> str:

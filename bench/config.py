@@ -72,7 +72,11 @@ class RunConfig:
         are here; the weights it really got are in its record (:func:`bench.plan.status` redoes a
         run that fell back to random initialisation once the weights can be had).
         """
-        skip = _NOT_IDENTITY | (_TRAINING_ONLY | _NETWORK_ONLY if self.architecture == CLASSICAL else frozenset())
+        skip = set(_NOT_IDENTITY)
+        if self.architecture == CLASSICAL:
+            skip |= _TRAINING_ONLY | _NETWORK_ONLY
+        elif not self.trains:  # a cost run: nothing it measures depends on training or evaluation
+            skip |= _TRAINING_ONLY | _EVALUATION_ONLY
         # Monte-Carlo dropout changes only the runs it evaluates, and those by T alone: a U-Net
         # run keeps its id whatever --mc-samples or --mc-models say.
         skip |= {"profile.mc_models"} if self.mc_samples else _MC_FIELDS
@@ -86,10 +90,26 @@ class RunConfig:
         or the model id (as ``--arch`` matches), else 0; always 0 for a classical segmenter.
         """
         p = self.profile
-        if not p.mc_samples or self.architecture == CLASSICAL:
+        if not p.mc_samples or not self.trains:
             return 0
         named = any(fnmatch.fnmatch(self.architecture, g) or fnmatch.fnmatch(self.model, g) for g in p.mc_models)
         return p.mc_samples if named else 0
+
+    @property
+    def trains(self) -> bool:
+        """Whether this run trains and is evaluated: a network one of the profile's
+        ``trained_models`` globs matches (by architecture or model id, as ``--arch`` matches).
+        A network that is not is a cost run; a classical segmenter trains nothing."""
+        if self.architecture == CLASSICAL:
+            return False
+        return any(
+            fnmatch.fnmatch(self.architecture, g) or fnmatch.fnmatch(self.model, g) for g in self.profile.trained_models
+        )
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether this run is evaluated on the test split (every run but a cost run)."""
+        return self.trains or self.architecture == CLASSICAL
 
     @property
     def config_hash(self) -> str:
@@ -129,8 +149,9 @@ class RunConfig:
             timing["throughput_batches"] = tuple(timing["throughput_batches"])
         profile["timing"] = TimingSpec(**timing)
         profile["seeds"] = tuple(profile["seeds"])
-        if "mc_models" in profile:  # a list in JSON
-            profile["mc_models"] = tuple(profile["mc_models"])
+        for name in ("mc_models", "trained_models"):  # lists in JSON
+            if name in profile:
+                profile[name] = tuple(profile[name])
         return cls(**{**raw, "profile": Profile(**profile)})
 
     @classmethod
@@ -147,8 +168,13 @@ _NOT_IDENTITY = frozenset({"data", "profile.seeds", "profile.jobs", "profile.des
 _TRAINING_ONLY = frozenset(
     f"profile.{name}" for name in (
         "batch_size", "epochs", "steps_per_epoch", "val_subsplits", "weights", "freeze_encoder", "learning_rate",
-        "augment", "shuffle_buffer", "precise_bn_batches",
+        "augment", "shuffle_buffer", "precise_bn_batches", "val_images", "val_seed", "patience", "trained_models",
     )
+)
+
+#: Profile fields only evaluation on the test split reads: a cost run's result does not depend on them.
+_EVALUATION_ONLY = frozenset(
+    {"profile.max_test_examples", "profile.gallery_size", "profile.mc_samples", "profile.mc_models"}
 )
 
 #: The speed mode (bench.modes): a classical segmenter computes in NumPy, in float32, without XLA.
@@ -187,6 +213,11 @@ ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     # Issue #12: no Monte-Carlo dropout, as every run stored before (see RunConfig.identity).
     "profile.mc_samples": 0,
     "profile.mc_models": "",
+    # Validation, early stopping and cost runs: none of them, as every run stored before.
+    "profile.val_images": 0,
+    "profile.val_seed": 0,
+    "profile.patience": 0,
+    "profile.trained_models": "*",
 }
 
 
@@ -214,7 +245,8 @@ def validation_steps(profile: Profile, test_size: int) -> int:
 
 
 def steps_per_epoch(profile: Profile, train_size: int) -> int:
-    """The profile's steps, or the chapter's ``train_size // batch`` (at least one)."""
+    """The profile's steps, or the chapter's ``train_size // batch`` (at least one); ``train_size``
+    counts the images trained on (the validation split already carved out)."""
     if profile.steps_per_epoch is not None:
         return profile.steps_per_epoch
     return max(1, train_size // profile.batch_size)

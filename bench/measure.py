@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.build import build_model
-from bench.config import CLASS_NAMES, CLASSICAL, RunConfig, steps_per_epoch, validation_steps
+from bench.config import CLASS_NAMES, CLASSICAL, RunConfig, steps_per_epoch
 from bench.devices import peak_rss_mb, replica_strategy, split_cpu, virtual_devices
 from bench.record import Metrics
 from bench.store import EVIDENCE, PREDICTIONS
@@ -101,9 +101,8 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
 
     from bench import envinfo
     from bench.data import load_pets, test_batches, train_batches
-    from bench.evidence import boundary_width, save_evidence
+    from bench.data.split import carve, choose_validation
     from bench.flops import flops_per_image
-    from bench.metrics import evidence_metrics, scores
     from bench.modes import apply_mode
     from bench.precise_bn import recompute_batchnorm_statistics
     from bench.timing import (
@@ -111,8 +110,6 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
         first_call_seconds,
         largest_batch,
         make_forward,
-        make_mc_predict_fn,
-        make_mc_sample_fn,
         make_predict_fn,
         measure_latency,
         measure_throughput,
@@ -120,7 +117,7 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
         trace_seconds,
     )
     from bench.train import train
-    from segmodels.architectures.segnet import dropout_layers
+    from bench.validation import Validation
 
     p = cfg.profile
     metrics = Metrics()
@@ -148,6 +145,14 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
             f"dataset fingerprint {provenance.get('fingerprint')} differs from the sweep's "
             f"{cfg.dataset_fingerprint}: the data changed since the sweep was planned"
         )
+    train_ds, train_size = splits.train, int(provenance["train_size"])
+    validation_split = None
+    if cfg.trains and p.val_images:
+        validation_split = choose_validation(train_size, p.val_images, p.val_seed, provenance["fingerprint"])
+        train_ds, val_ds = carve(splits.train, validation_split)
+        train_size = validation_split.train_size
+        record["validation_split"] = validation_split.as_dict()
+        provenance["validation"] = validation_split.as_dict()
     test_ds = splits.test
     test_size = int(provenance["test_size"])
     if p.max_test_examples is not None and p.max_test_examples < test_size:
@@ -176,36 +181,51 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
             metrics.add("flops_per_image", flops_per_image(model, p.image_size), "flops")
 
         train_time = 0.0
-        if trainable > 0:
+        if trainable > 0 and cfg.trains:
             batches = train_batches(
-                splits.train, batch_size=p.batch_size, seed=cfg.seed, augment=p.augment, buffer_size=p.shuffle_buffer
+                train_ds, batch_size=p.batch_size, seed=cfg.seed, augment=p.augment, buffer_size=p.shuffle_buffer
+            )
+            # A second pipeline of its own seed: BatchNorm statistics come from training images as
+            # the training saw them (augmented), never from the validation or test images.
+            bn_batches = iter(train_batches(
+                train_ds, batch_size=p.batch_size, seed=cfg.seed + 1, augment=p.augment, buffer_size=p.shuffle_buffer
+            )) if p.precise_bn_batches > 0 else None
+            validation = None if validation_split is None else Validation(
+                test_batches(val_ds, batch_size=p.batch_size), bn_batches, p.precise_bn_batches
             )
             result = train(
                 model, batches,
                 epochs=p.epochs,
-                steps_per_epoch=steps_per_epoch(p, int(provenance["train_size"])),
+                steps_per_epoch=steps_per_epoch(p, train_size),
                 batch_size=p.batch_size,
                 learning_rate=p.learning_rate,
-                validation_data=test_batches(test_ds, batch_size=p.batch_size),
-                validation_steps=validation_steps(p, test_size),
                 verbose=1 if sys.stdout.isatty() else 2,
                 jit_compile=mode.xla,
+                validation=validation,
+                patience=p.patience,
             )
             mode = mode.with_xla(result.jit_compile, "Keras compiled without XLA (a layer does not support it)")
             record["history"] = result.history
+            record["training_stop"] = training_stop(result, epoch_cap=p.epochs, patience=p.patience)
+            record["stop_reason"] = record["training_stop"]["reason"]
             train_time = result.train_time_s
             metrics.add("train_throughput", result.train_throughput, "images/s")
             metrics.add("train_first_step_s", result.first_step_s, "s")
-            if p.precise_bn_batches > 0:
-                # A fresh pipeline with the same seed: the statistics come from training images as
-                # the training saw them (augmented), never from the test split.
-                bn_batches = train_batches(
-                    splits.train, batch_size=p.batch_size, seed=cfg.seed + 1, augment=p.augment,
-                    buffer_size=p.shuffle_buffer,
-                )
+            metrics.add("epochs_run", result.epochs_run, "count")
+            metrics.add("best_epoch", result.best_epoch, "count")
+            metrics.add("val_miou", result.best_val_miou, "ratio")
+            if validation is not None and validation.bn_batches_per_epoch:
+                # Validation recomputed the statistics before measuring each epoch, and the weights
+                # the run goes on with (the best epoch's, where early stopping restored them) carry
+                # the statistics that epoch was measured with: recomputing them again would test
+                # another model than the one validation chose.
+                record["precise_bn_layers"] = validation.bn_layers
+                record["precise_bn"] = "before every validation"
+            elif bn_batches is not None:
                 t = time.perf_counter()
-                layers = recompute_batchnorm_statistics(model, iter(bn_batches), p.precise_bn_batches)
+                layers = recompute_batchnorm_statistics(model, bn_batches, p.precise_bn_batches)
                 record["precise_bn_layers"] = layers
+                record["precise_bn"] = "before the test"
                 metrics.add("precise_bn_time_s", time.perf_counter() - t, "s")
         metrics.add("train_time_s", train_time, "s")
     record.update(mode.fields())
@@ -218,39 +238,14 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
     metrics.add("inference_trace_s", trace_seconds(forward), "s")
     predict = make_predict_fn(model, forward)
     metrics.add("inference_first_call_s", first_call_seconds(predict, example_batch(1, p.image_size)), "s")
-    width = boundary_width(p.image_size)
-    t = time.perf_counter()
-    # A classical segmenter's one-hot scores are hard labels: no calibration for it (unknown, not 0).
-    evidence = evaluate(
-        forward, test_batches(test_ds, batch_size=p.batch_size), calibration=built.family != "classical", width=width
-    )
-    metrics.add("eval_time_s", time.perf_counter() - t, "s")
-    matrix = evidence["confusion"].sum(axis=0, dtype=np.int64)
-    record["confusion_matrix"] = matrix.tolist()
-    record["boundary_width_px"] = width
-    for name, value in scores(matrix, CLASS_NAMES).items():
-        metrics.add(name, value, "ratio")
-
     mc_predict = None
-    if cfg.mc_samples and not dropout_layers(model):
+    if cfg.evaluated:
+        mc_predict = evaluate_on_test(cfg, model, forward, predict, test_ds, built.family, staging, record, metrics)
+    else:
         record["notes"].append(
-            f"Monte-Carlo dropout asked for ({cfg.mc_samples} samples, --mc-models) but {cfg.model} has no dropout "
-            "layer: evaluated without it"
+            f"cost run: {cfg.model} was built and timed, never trained or evaluated (not in --trained-models "
+            f"{','.join(p.trained_models)}): its size, speed and memory are measured, its accuracy is not"
         )
-    elif cfg.mc_samples:
-        sample = make_mc_sample_fn(model, cfg.seed)
-        t = time.perf_counter()
-        evidence.update(evaluate_mc(sample, test_batches(test_ds, batch_size=p.batch_size), cfg.mc_samples, width=width))
-        metrics.add("mc_eval_time_s", time.perf_counter() - t, "s")
-        mc_predict = make_mc_predict_fn(sample, cfg.mc_samples)
-        record["mc_dropout"] = {"samples": cfg.mc_samples, "seed": cfg.seed, "dropout_layers": len(dropout_layers(model))}
-    save_evidence(staging / EVIDENCE, evidence)
-    for name, (value, unit) in evidence_metrics(evidence).items():
-        metrics.add(name, value, unit)
-
-    pictures = gallery(predict, test_ds, p.gallery_size, mc_predict)
-    if pictures:
-        np.savez_compressed(staging / PREDICTIONS, **pictures)
 
     latency = measure_latency(predict, example_batch(1, p.image_size), p.timing)
     metrics.add("latency_p50_ms", latency.p50_ms, "ms")
@@ -284,6 +279,78 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
     record["status"] = "ok"
     return record
 
+
+def evaluate_on_test(
+    cfg: RunConfig, model: Any, forward: Any, predict: Any, test_ds: Any, family: str, staging: Path,
+    record: dict[str, Any], metrics: Metrics,
+) -> Any:
+    """The test split's evidence (``evidence.npz``), its metric rows, Monte-Carlo dropout where the
+    run has it, and the gallery (``predictions.npz``); returns the Monte-Carlo predict function or
+    ``None``."""
+    from bench.data import test_batches
+    from bench.evidence import boundary_width, save_evidence
+    from bench.metrics import evidence_metrics, scores
+    from bench.timing import make_mc_predict_fn, make_mc_sample_fn
+    from segmodels.architectures.segnet import dropout_layers
+
+    p = cfg.profile
+    width = boundary_width(p.image_size)
+    t = time.perf_counter()
+    # A classical segmenter's one-hot scores are hard labels: no calibration for it (unknown, not 0).
+    evidence = evaluate(
+        forward, test_batches(test_ds, batch_size=p.batch_size), calibration=family != "classical", width=width
+    )
+    metrics.add("eval_time_s", time.perf_counter() - t, "s")
+    matrix = evidence["confusion"].sum(axis=0, dtype=np.int64)
+    record["confusion_matrix"] = matrix.tolist()
+    record["boundary_width_px"] = width
+    for name, value in scores(matrix, CLASS_NAMES).items():
+        metrics.add(name, value, "ratio")
+
+    mc_predict = None
+    if cfg.mc_samples and not dropout_layers(model):
+        record["notes"].append(
+            f"Monte-Carlo dropout asked for ({cfg.mc_samples} samples, --mc-models) but {cfg.model} has no dropout "
+            "layer: evaluated without it"
+        )
+    elif cfg.mc_samples:
+        sample = make_mc_sample_fn(model, cfg.seed)
+        t = time.perf_counter()
+        evidence.update(evaluate_mc(sample, test_batches(test_ds, batch_size=p.batch_size), cfg.mc_samples, width=width))
+        metrics.add("mc_eval_time_s", time.perf_counter() - t, "s")
+        mc_predict = make_mc_predict_fn(sample, cfg.mc_samples)
+        record["mc_dropout"] = {"samples": cfg.mc_samples, "seed": cfg.seed, "dropout_layers": len(dropout_layers(model))}
+    save_evidence(staging / EVIDENCE, evidence)
+    for name, (value, unit) in evidence_metrics(evidence).items():
+        metrics.add(name, value, unit)
+
+    pictures = gallery(predict, test_ds, p.gallery_size, mc_predict)
+    if pictures:
+        np.savez_compressed(staging / PREDICTIONS, **pictures)
+    return mc_predict
+
+
+def training_stop(result: Any, *, epoch_cap: int, patience: int) -> dict[str, Any]:
+    """How training ended (the record's ``training_stop``): epochs run of the cap, the best epoch,
+    and whether the run stopped on its plateau or at the cap; with early stopping on, a run that
+    reached the cap had improved within its last ``patience`` epochs: it was still improving."""
+    from bench.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU
+    from bench.train import CAP
+
+    if not patience:
+        reason = STOP_ALL_EPOCHS
+    else:
+        reason = STOP_CAP_STILL_IMPROVING if result.stop_reason == CAP else STOP_PLATEAU
+    return {
+        "epochs_run": result.epochs_run,
+        "epoch_cap": epoch_cap,
+        "best_epoch": result.best_epoch,
+        "best_val_miou": result.best_val_miou,
+        "reason": reason,
+        "patience": patience,
+        "restored_best": result.restored_best,
+        "still_improving": bool(patience) and result.stop_reason == CAP,
+    }
 
 def dataset_name(provenance: dict[str, Any]) -> str:
     """``synthetic`` or ``oxford_iiit_pet`` (where it came from is in ``dataset_source``)."""

@@ -89,12 +89,16 @@ def select_models(arch_globs: str, backbone_globs: str) -> list[tuple[str, str]]
 
 
 CLASSICAL_SEED = 0  # the methods draw no random numbers: one run per sweep, whatever the seeds
+#: A cost run (a network the profile does not train) is timed on its random weights, whose values
+#: change no cost it measures: one run per sweep, whatever the seeds.
+COST_SEED = 0
 
 
 def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice, *, replicas: int = 1) -> list[RunConfig]:
     """The runs of ``pairs``, in a stable order: classical methods first (one run each, seed 0, on
-    one device: they run NumPy), then one run per deep pair and seed, cheap backbones first, each
-    on ``replicas`` devices."""
+    one device: they run NumPy), then one run per trained deep pair and seed, cheap backbones first,
+    each on ``replicas`` devices, and last the cost runs of the networks the profile does not train
+    (one each, seed 0), so that the ranking is complete first."""
 
     fingerprint = str(data.provenance.get("fingerprint", ""))
     pairs = sorted(pairs, key=lambda ab: (ab[0] != CLASSICAL, _natural(ab[1]), ab[0]))
@@ -107,9 +111,14 @@ def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice, *
 
     # A classical run carries the sweep's whole profile (its comparison context is the sweep's),
     # and its identity leaves out the training settings it never reads: --epochs does not redo it.
-    return [config(a, b, CLASSICAL_SEED, profile) for a, b in pairs if a == CLASSICAL] + [
-        config(a, b, s, profile, replicas) for s in profile.seeds for a, b in pairs if a != CLASSICAL
-    ]
+    networks = [(a, b) for a, b in pairs if a != CLASSICAL]
+    trained = [(a, b) for a, b in networks if config(a, b, COST_SEED, profile).trains]
+    costed = [(a, b) for a, b in networks if (a, b) not in set(trained)]
+    return (
+        [config(a, b, CLASSICAL_SEED, profile) for a, b in pairs if a == CLASSICAL]
+        + [config(a, b, s, profile, replicas) for s in profile.seeds for a, b in trained]
+        + [config(a, b, COST_SEED, profile, replicas) for a, b in costed]
+    )
 
 
 def _natural(name: str) -> tuple[Any, ...]:

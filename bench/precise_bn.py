@@ -44,6 +44,60 @@ def batchnorm_layers(model: Any) -> list[Any]:
     return found
 
 
+class PreciseBN:
+    """Recomputes the population statistics of one model's trainable BatchNorm layers, as often
+    as asked, with one traced training-mode forward pass (retracing a ResNet costs seconds on a
+    CPU; validation recomputes before every epoch's measurement).
+
+    The trace is made with every touched layer's momentum at 0 and is only ever called so: with
+    momentum 0 a training-mode call leaves the batch's own statistics in the moving variables,
+    which are read back and averaged here.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.layers = batchnorm_layers(model)
+        self._forward: Any = None
+
+    def recompute(self, batches: Iterator[Any], num_batches: int) -> int:
+        """Sets every layer's moving statistics to the mean over the next ``num_batches`` of
+        ``batches`` (``images`` or ``(images, masks)``); returns the number of layers updated."""
+        import tensorflow as tf
+
+        layers = self.layers
+        if not layers or num_batches <= 0:
+            return 0
+        saved_momentum = [layer.momentum for layer in layers]
+        for layer in layers:
+            layer.momentum = 0.0
+        try:
+            if self._forward is None:
+                model = self.model
+                self._forward = tf.function(lambda x: model(x, training=True), jit_compile=False)
+            sums_mean = [np.zeros(layer.moving_mean.shape, np.float64) for layer in layers]
+            sums_var = [np.zeros(layer.moving_variance.shape, np.float64) for layer in layers]
+            seen = 0
+            while seen < num_batches:
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                images = batch[0] if isinstance(batch, (tuple, list)) else batch
+                self._forward(images)
+                for i, layer in enumerate(layers):
+                    sums_mean[i] += np.asarray(layer.moving_mean.numpy(), np.float64)
+                    sums_var[i] += np.asarray(layer.moving_variance.numpy(), np.float64)
+                seen += 1
+            if seen == 0:
+                raise ValueError("precise BN got no batch to average over.")
+            for i, layer in enumerate(layers):
+                layer.moving_mean.assign((sums_mean[i] / seen).astype(np.float32))
+                layer.moving_variance.assign((sums_var[i] / seen).astype(np.float32))
+        finally:
+            for layer, momentum in zip(layers, saved_momentum):
+                layer.momentum = momentum
+        return len(layers)
+
+
 def recompute_batchnorm_statistics(model: Any, batches: Iterator[Any], num_batches: int) -> int:
     """Sets every trainable BatchNorm layer's moving statistics to the mean over ``num_batches``.
 
@@ -56,36 +110,4 @@ def recompute_batchnorm_statistics(model: Any, batches: Iterator[Any], num_batch
     Returns:
         The number of BatchNorm layers updated (0 when there is none or ``num_batches`` is 0).
     """
-    import tensorflow as tf
-
-    layers = batchnorm_layers(model)
-    if not layers or num_batches <= 0:
-        return 0
-    saved_momentum = [layer.momentum for layer in layers]
-    for layer in layers:
-        # With momentum 0 a training-mode call leaves the batch's own statistics in the moving
-        # variables; they are read back and averaged here, so the traced function is generic.
-        layer.momentum = 0.0
-    try:
-        forward = tf.function(lambda x: model(x, training=True), jit_compile=False)
-        sums_mean = [np.zeros(layer.moving_mean.shape, np.float64) for layer in layers]
-        sums_var = [np.zeros(layer.moving_variance.shape, np.float64) for layer in layers]
-        seen = 0
-        for batch in batches:
-            if seen >= num_batches:
-                break
-            images = batch[0] if isinstance(batch, (tuple, list)) else batch
-            forward(images)
-            for i, layer in enumerate(layers):
-                sums_mean[i] += np.asarray(layer.moving_mean.numpy(), np.float64)
-                sums_var[i] += np.asarray(layer.moving_variance.numpy(), np.float64)
-            seen += 1
-        if seen == 0:
-            raise ValueError("precise BN got no batch to average over.")
-        for i, layer in enumerate(layers):
-            layer.moving_mean.assign((sums_mean[i] / seen).astype(np.float32))
-            layer.moving_variance.assign((sums_var[i] / seen).astype(np.float32))
-    finally:
-        for layer, momentum in zip(layers, saved_momentum):
-            layer.momentum = momentum
-    return len(layers)
+    return PreciseBN(model).recompute(iter(batches), num_batches)

@@ -101,6 +101,17 @@ class Profile:
             ``--arch`` is (``--mc-models 'bayesian_segnet,fcn*'``): the models evaluated with
             Monte-Carlo dropout as well. A matched model without a dropout layer is evaluated
             without it, and its record says so (``notes``).
+        val_images: Training images held out for validation (``--val-images``;
+            :mod:`bench.data.split`), the same for every model and seed; 0 validates nothing.
+            Validation never uses the test split.
+        val_seed: The seed that chooses them (one per sweep, not the run's seed).
+        patience: Early stopping (``--patience``): stop once the validation mIoU has not improved
+            for this many epochs and restore the best epoch's weights, ``epochs`` being the cap;
+            0 trains every epoch and keeps the last weights. Needs ``val_images``.
+        trained_models: Globs as ``mc_models`` (``--trained-models``): the networks trained,
+            evaluated and ranked. Every other network of the sweep is a *cost run*: built and
+            measured for its size, FLOPs, speed and memory, never trained or evaluated, so it
+            makes no accuracy claim. Classical segmenters train nothing and are always evaluated.
     """
 
     name: str
@@ -129,6 +140,12 @@ class Profile:
     # The defaults are "no Monte-Carlo dropout": what every run did before these fields existed.
     mc_samples: int = 0
     mc_models: tuple[str, ...] = ()
+    # The defaults are what every run did before these fields existed: no validation split (the
+    # curves' validation, on the test split then, chose nothing), every epoch, every model trained.
+    val_images: int = 0
+    val_seed: int = 0
+    patience: int = 0
+    trained_models: tuple[str, ...] = ("*",)
 
     def __post_init__(self) -> None:
         problem = profile_problem(self)
@@ -154,7 +171,7 @@ def profile_problem(p: Profile) -> str | None:
         value = getattr(p, name)
         if value is not None and (not isinstance(value, int) or value < 1):
             return f"{_flag(name)} must be a positive integer or unset, got {value}"
-    for name in ("precise_bn_batches", "gallery_size"):
+    for name in ("precise_bn_batches", "gallery_size", "val_images", "val_seed", "patience"):
         value = getattr(p, name)
         if not isinstance(value, int) or value < 0:
             return f"{_flag(name)} must be an integer >= 0, got {value}"
@@ -181,6 +198,12 @@ def profile_problem(p: Profile) -> str | None:
         return f"--mc-samples must be an integer from 0 (no Monte-Carlo dropout) to {MAX_MC_SAMPLES}, got {p.mc_samples}"
     if not isinstance(p.mc_models, tuple) or not all(isinstance(g, str) and g.strip() for g in p.mc_models):
         return f"--mc-models must be comma-separated model globs, e.g. 'bayesian_segnet,fcn*', got {p.mc_models!r}"
+    if p.patience and not p.val_images:
+        return f"--patience {p.patience} needs a validation split to watch: pass --val-images N (N > 0) or --patience 0"
+    if not isinstance(p.trained_models, tuple) or not all(
+        isinstance(g, str) and g.strip() for g in p.trained_models
+    ):
+        return f"--trained-models must be comma-separated model globs, e.g. '*-mobilenetv2', got {p.trained_models!r}"
     return None
 
 
@@ -209,15 +232,16 @@ def _speed_mode_problem(p: Profile) -> str | None:
 #: sized for <= 60 min of the whole matrix on 2 CPU cores.
 QUICK = Profile(
     name="quick",
-    description="best real data at 128 px, a short schedule sized for <= 60 min on 2 CPU cores",
+    description="best real data at 128 px: every architecture on MobileNetV2 trained to its plateau on 3 seeds, "
+                "the classical methods, and the costs of every other pair; sized for <= 60 min on 2 CPU cores",
     data="auto",
     image_size=128,
-    batch_size=8,
-    epochs=2,
-    steps_per_epoch=2,
+    batch_size=16,
+    epochs=30,
+    steps_per_epoch=None,
     val_subsplits=5,
-    max_test_examples=32,
-    seeds=(0,),
+    max_test_examples=None,
+    seeds=(0, 1, 2),
     weights="imagenet",
     freeze_encoder=True,
     precise_bn_batches=4,
@@ -228,6 +252,9 @@ QUICK = Profile(
     ),
     mc_samples=8,
     mc_models=("bayesian_segnet",),
+    val_images=16,
+    patience=5,
+    trained_models=("*-mobilenetv2",),
 )
 
 #: Does everything work: synthetic data, two steps, eager (CI).
@@ -237,7 +264,6 @@ SMOKE = QUICK.override(
     data="synthetic",
     image_size=64,
     batch_size=4,
-    epochs=1,
     max_test_examples=8,
     weights="none",
     freeze_encoder=False,
@@ -249,6 +275,12 @@ SMOKE = QUICK.override(
     run_eagerly=True,
     jobs=2,
     mc_samples=2,
+    seeds=(0,),
+    epochs=2,
+    steps_per_epoch=1,
+    val_images=8,
+    patience=1,
+    trained_models=("*",),
 )
 
 #: The chapter's protocol, for GPUs.
@@ -263,6 +295,9 @@ FULL = QUICK.override(
     precise_bn_batches=30,
     timing=TimingSpec(throughput_batch=32, throughput_calls=5),
     mc_samples=50,  # Kendall et al.: the mIoU stops improving at 40-50 samples
+    val_images=368,  # a tenth of the 3,680 trainval images
+    patience=5,
+    trained_models=("*",),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, QUICK, FULL)}

@@ -19,6 +19,14 @@ from bench.config import RunConfig
 from bench.store import HISTORY_COLUMNS, RECORD, RUN_HISTORY, RUN_KEY, atomic_write_text
 
 
+#: ``stop_reason``: the validation mIoU had not improved for ``patience`` epochs.
+STOP_PLATEAU = "plateau"
+#: ``stop_reason``: early stopping was on and the epoch cap came first: the run was still improving.
+STOP_CAP_STILL_IMPROVING = "cap_still_improving"
+#: ``stop_reason``: no early stopping; every epoch of the schedule was trained.
+STOP_ALL_EPOCHS = "all_epochs"
+
+
 def new_record(cfg: RunConfig) -> dict[str, Any]:
     """A record of ``cfg`` with every field the tables need, ``failed`` until a worker says ``ok``."""
     return {
@@ -44,6 +52,8 @@ def new_record(cfg: RunConfig) -> dict[str, Any]:
         "metrics": [],
         "history": [],
         "notes": [],
+        "cost_only": not cfg.evaluated,
+        "stop_reason": "",
     }
 
 

@@ -60,9 +60,11 @@ RUN_COLUMNS = [
     "executor", "host", "concurrent_runs", "wall_time_s", "started_at", "finished_at", "context_id",
     # issue #13: the speed mode the run really ran in (bench.modes.Mode; empty in older rows)
     "precision", "xla", "deterministic", "mode_note",
+    # A network built and timed only (never trained or evaluated), and why training ended.
+    "cost_only", "stop_reason",
 ]
 METRIC_COLUMNS = [*RUN_KEY, "profile", "dataset", "metric", "value", "unit"]
-HISTORY_COLUMNS = [*RUN_KEY, "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+HISTORY_COLUMNS = [*RUN_KEY, "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_miou"]
 
 
 class SweepLockedError(RuntimeError):

@@ -24,6 +24,12 @@ partial last execution, no step is added).
   bar), which is the point: the figure is what a user of the harness gets, and the overhead
   benchmark compares it with a bare ``model.fit`` on in-memory tensors. It also times the first
   step (``train_first_step_s``: tracing and, with XLA, compilation included).
+
+With a :class:`bench.validation.Validation` the model is measured on the validation images after
+each epoch, and with a patience Keras's ``EarlyStopping`` ends training once ``val_miou`` has not
+improved for that many epochs and restores the best epoch's weights (its BatchNorm statistics, as
+validation recomputed them, included). The epoch count is then a cap: :class:`TrainResult` says
+whether the run stopped on its plateau or at the cap, still improving.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+
+from bench.validation import MONITOR, Validation
 
 #: Batch-end hooks (and so host syncs) every this many steps, besides each epoch's first and last.
 CHECK_EVERY = 16
@@ -141,15 +149,36 @@ class StepTimer(keras.callbacks.Callback):
         return ends[0] - self._first_begin
 
 
+#: Why training ended: the validation measure stopped improving for ``patience`` epochs, or the
+#: epoch cap came first (with early stopping on, the run was then still improving).
+PLATEAU, CAP = "plateau", "cap"
+
+#: The per-epoch columns of a run's history.
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", MONITOR)
+
+
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`train` measured."""
+    """What :func:`train` measured.
+
+    Attributes:
+        epochs_run: Epochs trained (the cap, or fewer where early stopping ended training).
+        best_epoch: 1-based epoch of the best ``val_miou`` (``None`` without validation).
+        best_val_miou: Its value: the weights the run goes on with when early stopping restored them.
+        stop_reason: :data:`PLATEAU` or :data:`CAP`.
+        restored_best: Whether the best epoch's weights were restored.
+    """
 
     history: list[dict[str, float | int | None]]
     train_time_s: float
     train_throughput: float | None
     first_step_s: float | None = None
     jit_compile: bool = False
+    epochs_run: int = 0
+    best_epoch: int | None = None
+    best_val_miou: float | None = None
+    stop_reason: str = CAP
+    restored_best: bool = False
 
 
 def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> None:
@@ -186,6 +215,8 @@ def train(
     verbose: int | str = "auto",
     jit_compile: bool = False,
     check_every: int = CHECK_EVERY,
+    validation: Validation | None = None,
+    patience: int = 0,
 ) -> TrainResult:
     """Compiles and fits ``model``; raises :class:`NaNLossError` on a non-finite loss.
 
@@ -199,13 +230,25 @@ def train(
         jit_compile: Ask Keras for XLA (:attr:`TrainResult.jit_compile` says what it did).
         check_every: Steps between check points (:class:`BoundaryCallbacks`); 1 reads the logs
             after every step, as Keras's own ``CallbackList`` does.
+        validation: Measures the model after each epoch (``val_*`` logs); the harness's way,
+            instead of ``validation_data``.
+        patience: With ``validation``, stop once ``val_miou`` has not improved for this many
+            epochs and restore the best epoch's weights; 0 trains every epoch and keeps the last.
     """
+    if patience and validation is None:
+        raise ValueError("early stopping (patience > 0) needs a validation split")
     compile_model(model, learning_rate, jit_compile)
     guard = NaNGuard()
     timer = StepTimer(batch_size)
     verbose = 1 if verbose == "auto" else verbose
+    # Order matters: the validation writes the logs that early stopping and the history read.
+    stopper = (
+        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience, restore_best_weights=True)
+        if patience else None
+    )
+    measured = [cb for cb in (validation, stopper) if cb is not None]
     callbacks = BoundaryCallbacks(
-        [guard, timer], check_every=check_every, add_history=True, add_progbar=verbose != 0, verbose=verbose,
+        [guard, timer, *measured], check_every=check_every, add_history=True, add_progbar=verbose != 0, verbose=verbose,
         epochs=epochs, steps=steps_per_epoch, model=model,
     )
     start = time.perf_counter()
@@ -226,8 +269,26 @@ def train(
     logs = fit.history
     for i in range(len(logs.get("loss", []))):
         row: dict[str, float | int | None] = {"epoch": i + 1}
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        for key in HISTORY_KEYS:
             values = logs.get(key)
             row[key] = float(values[i]) if values is not None and i < len(values) else None
         history.append(row)
-    return TrainResult(history, train_time, timer.images_per_second, timer.first_step_s, bool(model.jit_compile))
+    best_epoch, best = _best(history)
+    return TrainResult(
+        history, train_time, timer.images_per_second, timer.first_step_s, bool(model.jit_compile),
+        epochs_run=len(history),
+        best_epoch=best_epoch,
+        best_val_miou=best,
+        stop_reason=PLATEAU if stopper is not None and stopper.stopped_epoch > 0 else CAP,
+        restored_best=stopper is not None and stopper.best_weights is not None,
+    )
+
+
+def _best(history: list[dict[str, float | int | None]]) -> tuple[int | None, float | None]:
+    """The 1-based epoch of the highest ``val_miou`` (the first of equals, as ``EarlyStopping``
+    keeps it) and its value; ``(None, None)`` without validation."""
+    scored = [(row[MONITOR], row["epoch"]) for row in history if row.get(MONITOR) is not None]
+    if not scored:
+        return None, None
+    value, epoch = max(scored, key=lambda item: (item[0], -item[1]))
+    return int(epoch), float(value)

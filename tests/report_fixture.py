@@ -86,7 +86,7 @@ EXPECTED_FAILED = {("unet-resnet50", 2), ("segnet-vgg16", 0)}
 EXPECTED_UNET_MOBILENET = {"mean": 0.72, "std": 0.02, "ci_low": 0.72 - 0.049683, "ci_high": 0.72 + 0.049683}
 
 HISTORY_COLUMNS = ["run_id", "model", "architecture", "backbone", "seed", "epoch", "loss", "accuracy",
-                   "val_loss", "val_accuracy"]
+                   "val_loss", "val_accuracy", "val_miou"]
 N_GALLERY = 3
 SIZE = 32
 
@@ -237,7 +237,8 @@ def _write_run(out: Path, profile: str, env: dict, model: str, seed: int, outcom
     epochs = [] if family == "classical" else ([1, 2] if ok else [1])
     for epoch in epochs:
         history.append({**key, "epoch": epoch, "loss": 1.0 / epoch + 0.01 * seed, "accuracy": 0.5 + 0.1 * epoch,
-                        "val_loss": 1.1 / epoch + 0.02 * seed, "val_accuracy": 0.45 + 0.1 * epoch})
+                        "val_loss": 1.1 / epoch + 0.02 * seed, "val_accuracy": 0.45 + 0.1 * epoch,
+                        "val_miou": 0.3 + 0.1 * epoch + 0.01 * seed})
     pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(run_dir / "history.csv", index=False)
     if ok:
         miou = float(outcome)

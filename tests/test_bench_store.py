@@ -57,6 +57,7 @@ def test_tables_follow_the_schema_and_pandas_reads_them(tmp_path: Path) -> None:
     assert metrics["value"].dtype.kind == "f"
     assert len(history) == 3 and list(history.columns) == [
         "run_id", "model", "architecture", "backbone", "seed", "epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+        "val_miou",
     ]
     assert runs["synthetic"].dtype == bool
 
@@ -155,7 +156,7 @@ def test_a_new_folder_is_claimed_with_its_context_and_a_foreign_one_is_refused_u
 
 def test_a_folder_of_another_context_or_the_reference_is_refused_with_the_way_out(tmp_path: Path) -> None:
     real, real_id = _context("real-photos")
-    synthetic, synthetic_id = _context("synthetic-stand-in", epochs=3)
+    synthetic, synthetic_id = _context("synthetic-stand-in", epochs=PROFILES["smoke"].epochs + 2)
     store = ResultsStore(tmp_path / "quick")
     store.claim(real, real_id)
     with pytest.raises(FolderNotOwnedError) as caught:
@@ -163,7 +164,8 @@ def test_a_folder_of_another_context_or_the_reference_is_refused_with_the_way_ou
     message = str(caught.value)
     assert "another comparison context" in message and "never ranked together" in message
     assert "dataset_fingerprint: real-photos there, synthetic-stand-in now" in message
-    assert "profile.epochs: 1 there, 3 now" in message
+    smoke_epochs = PROFILES["smoke"].epochs
+    assert f"profile.epochs: {smoke_epochs} there, {smoke_epochs + 2} now" in message
     assert f"--out {tmp_path / ('quick-' + synthetic_id)}" in message
     reference = Path(__file__).resolve().parents[1] / "results" / "quick"
     with pytest.raises(FolderNotOwnedError, match="committed reference"):

@@ -27,6 +27,7 @@ from report_fixture import (
     write_results,
 )
 
+from bench.profiles import PROFILES
 from bench.evidence_file import save_evidence
 from bench.report import (
     FIGURE_FILES,
@@ -373,7 +374,7 @@ def test_runs_of_another_context_are_not_ranked_and_never_supersede(tmp_path: Pa
     # runs, "superseded" the real seed 0 and was ranked in its place.
     results_dir = write_results(tmp_path, synthetic=False)
     write_context_json(results_dir, run_config("unet-mobilenetv2", 0))
-    synthetic = run_config("unet-mobilenetv2", 0, fingerprint="5ynthe71c", epochs=3)
+    synthetic = run_config("unet-mobilenetv2", 0, fingerprint="5ynthe71c", epochs=PROFILES["smoke"].epochs + 2)
     foreign = add_run(results_dir, "unet-mobilenetv2", 0, 0.99, synthetic, synthetic=True,
                       finished_at="2025-11-24T12:00:00+00:00", latency=1.0)
     markdown = render_report(results_dir).read_text(encoding="utf-8")
@@ -391,7 +392,8 @@ def test_runs_of_another_context_are_not_ranked_and_never_supersede(tmp_path: Pa
     assert row[:3] == [f"`{synthetic.context_id}`", "1", "unet-mobilenetv2"]
     assert "synthetic data there, real photos here" in row[3]
     assert "dataset_fingerprint: f00dfeed here, 5ynthe71c there" in row[3]
-    assert "profile.epochs: 1 here, 3 there" in row[3]
+    smoke_epochs = PROFILES["smoke"].epochs
+    assert f"profile.epochs: {smoke_epochs} here, {smoke_epochs + 2} there" in row[3]
 
 
 def test_a_folder_without_context_json_ranks_its_most_recent_runs_context(tmp_path: Path) -> None:

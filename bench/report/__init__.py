@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.report import classical, comparable, figures
+from bench.report import classical, comparable, figures, training
 from bench.report.load import Predictions, Results, ResultsNotFoundError, load_results
 from bench.report.markdown import LEADING, build_markdown
 from bench.report.sections import FigureEntry
@@ -41,6 +41,7 @@ FIGURE_FILES = {
     "miou": "miou_by_model.png",
     "heatmap": "class_iou_heatmap.png",
     "curves": "training_curves.png",
+    "val_curves": "validation_curves.png",
     "gallery": "prediction_gallery.png",
     "classical": "classical_gallery.png",
     "intervals": "miou_intervals.png",
@@ -154,9 +155,11 @@ def render_report(results_dir: Path) -> Path:
     """
     results_dir = Path(results_dir)
     selection = comparable.select(load_results(results_dir))
-    results = selection.results  # the folder's context only; costs of the main device only
+    # The folder's context only, costs of the main device only; cost runs (never trained or
+    # evaluated) are kept out of every ranking and shown in a table of their own.
+    results, costed = training.split_cost_runs(selection.results)
     runs, superseded = current_runs(results.runs)
-    table = model_table(results)
+    table = training.mark_still_improving(model_table(results), runs)
     per_run = per_run_metrics(results, runs)
     pareto = pareto_front(table, "miou", "latency_p50_ms")
     evidence = evidence_summary(results, runs, table)
@@ -190,6 +193,10 @@ def render_report(results_dir: Path) -> Path:
         ("curves", "Training curves", figures.training_curves(history, ranked),
          "Training and validation loss per epoch as stored by the runner, one panel per model, one line per "
          "seed" + (f"; no history for {', '.join(untrained)} (not trained)." if untrained else ".")),
+        ("val_curves", "Validation curves", figures.validation_curves(history, ranked),
+         "Validation mIoU per epoch (after precise BN, on the images held out of the training split), one panel "
+         "per model, one line per seed; the ring marks each seed's best epoch, whose weights the run was tested "
+         "with."),
         ("gallery", "Prediction gallery", figures.prediction_gallery(gallery),
          "Input, ground truth, then each model's prediction (its lowest successful seed) on the same test images, "
          f"in leaderboard order, for {shown_words}"
@@ -214,6 +221,9 @@ def render_report(results_dir: Path) -> Path:
     entries = []
     classical_figure = None
     for key, title, fig, caption in drawn:
+        if key == "val_curves" and fig is None:  # results trained without validation have no such curve
+            _placed(results_dir, key, title, fig, caption)
+            continue
         if key == "classical":  # drawn inside its own section, only when there are classical runs
             entry = _placed(results_dir, key, title, fig, caption)
             classical_figure = (entry.filename, entry.caption) if entry is not None else None
@@ -256,6 +266,8 @@ def render_report(results_dir: Path) -> Path:
 
     md_path = results_dir / LEADERBOARD_MD
     extra = classical.section(comparison, classical_figure, evidence) if comparison is not None else []
+    extra += training.training_section(results, runs, table)
+    extra += training.untrained_costs_section(costed, model_table(costed) if len(costed.runs) else costed.runs)
     text = build_markdown(results, runs, superseded, table, pareto, entries, extra, selection, evidence, placed)
     atomic_write_text(md_path, text)
     return md_path

@@ -21,7 +21,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import LogLocator, NullFormatter
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
 from bench.report.load import Predictions
 from bench.report.stats import CLASS_METRICS
@@ -282,6 +282,46 @@ def training_curves(history: pd.DataFrame, order: list[str], columns: int = 4) -
         fig.legend(handles=handles, loc="outside upper center", ncols=2, frameon=False)
     return fig
 
+
+def validation_curves(history: pd.DataFrame, order: list[str], columns: int = 4) -> Figure | None:
+    """Small multiples: validation mIoU per epoch, one panel per model, a line per seed, each seed's
+    best epoch ringed (the weights early stopping restored)."""
+    if "val_miou" not in history.columns:
+        return None
+    scored = history.dropna(subset=["val_miou"])
+    models = [m for m in order if m in set(scored["model"])]
+    if not models:
+        return None
+    palette = sns.color_palette("colorblind")
+    ncols = min(columns, len(models))
+    nrows = math.ceil(len(models) / ncols)
+    with sns.axes_style(STYLE):
+        # At least two panels wide, so the legend above has room for the seeds and the ring.
+        fig = _figure(3.2 * max(ncols, 2) + 0.4, 2.6 * nrows + 0.9)
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)).ravel()
+        for ax, model in zip(axes, models, strict=False):
+            panel = scored[scored["model"] == model]
+            for i, (seed, run) in enumerate(panel.groupby("seed", sort=True)):
+                run = run.sort_values("epoch")
+                color = palette[i % len(palette)]
+                ax.plot(run["epoch"], run["val_miou"], color=color, marker="o", markersize=3, lw=1.2,
+                        label=f"seed {seed}")
+                best = run.loc[run["val_miou"].idxmax()]
+                ax.scatter([best["epoch"]], [best["val_miou"]], s=70, facecolors="none", edgecolors=color, lw=1.5,
+                           zorder=3)
+            ax.set_title(model, fontsize=10)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("validation mIoU")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for ax in axes[len(models):]:
+            ax.set_visible(False)
+        seeds = sorted(scored["seed"].unique())
+        handles = [Line2D([], [], color=palette[i % len(palette)], marker="o", label=f"seed {s}")
+                   for i, s in enumerate(seeds)]
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none", markersize=9, ls="none",
+                              label="best epoch (restored)"))
+        fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 5), frameon=False)
+    return fig
 
 def miou_intervals(data: pd.DataFrame) -> Figure | None:
     """mIoU of every ranked model with its 95% interval, best at the top; the group tied with #1 shaded.

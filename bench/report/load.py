@@ -100,6 +100,11 @@ def _missing(path: Path, profile: str) -> ResultsNotFoundError:
     )
 
 
+#: Columns added to the stored tables after results were first stored: a table written before has
+#: none, and reads as if every value were missing (the runs then had no such thing).
+_ADDED_COLUMNS = ["val_miou"]
+
+
 def _read_csv(path: Path, profile: str, required: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise _missing(path, profile)
@@ -108,6 +113,9 @@ def _read_csv(path: Path, profile: str, required: list[str]) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype={"run_id": str, "model": str, "error": str, "context_id": str})
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=required)
+    for column in _ADDED_COLUMNS:
+        if column in required and column not in frame.columns:
+            frame[column] = pd.Series(dtype=float)
     absent = [c for c in required if c not in frame.columns]
     if absent:
         raise ResultsNotFoundError(
@@ -158,7 +166,7 @@ def load_results(results_dir: Path) -> Results:
     metrics["value"] = pd.to_numeric(metrics["value"], errors="coerce")
     metrics = metrics.sort_values(["model", "run_id", "metric"], kind="stable").reset_index(drop=True)
 
-    for column in ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]:
+    for column in HISTORY_COLUMNS[len(RUN_KEY):]:
         history[column] = pd.to_numeric(history[column], errors="coerce")
     history = history.sort_values(["model", "seed", "run_id", "epoch"], kind="stable").reset_index(drop=True)
 

@@ -97,9 +97,17 @@ def fmt_memory(mb: float) -> str:
     return f"{mb / 1024:.2f} GB" if mb >= 1024 else f"{mb:.0f} MB"
 
 
+#: Beside a model with a seed that reached the epoch cap still improving (bench.report.training).
+STILL_IMPROVING_MARK = "†"
+
+
 def model_label(row: pd.Series) -> str:
-    """The model id, tagged when it is a classical (untrained, parameter-free) segmenter."""
-    return f"{row['model']} *(classical)*" if row.get("family") == "classical" else str(row["model"])
+    """The model id, tagged when it is a classical (untrained, parameter-free) segmenter, and marked
+    when a seed of it reached the epoch cap still improving."""
+    if row.get("family") == "classical":
+        return f"{row['model']} *(classical)*"
+    improving = row.get("still_improving", 0)
+    return f"{row['model']} {STILL_IMPROVING_MARK}" if not _missing(improving) and improving else str(row["model"])
 
 
 def escape_cell(text: object) -> str:
