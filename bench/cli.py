@@ -187,7 +187,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from bench.clock import format_duration
-    from bench.estimate import describe_estimate, estimates
+    from bench.estimate import describe_estimate, describe_parts, estimates, run_part
     from bench.plan import status
 
     profile, data, store, out, runs = _prepare(args)
@@ -201,7 +201,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         state = "done" if cfg.run_id in done else ("FAILED" if cfg.run_id in failed else "to do")
         time_s = record["wall_time_s"] if record and record.get("wall_time_s") else est[cfg.run_id].seconds
         basis = "stored" if record else est[cfg.run_id].source
-        rows.append([cfg.model, cfg.seed, state, f"{format_duration(time_s)} ({basis})", record["run_id"] if record else cfg.run_id])
+        rows.append([cfg.model, cfg.seed, run_part(cfg), state, f"{format_duration(time_s)} ({basis})",
+                     record["run_id"] if record else cfg.run_id])
     print(f"Profile {profile.name}: {profile.description}")
     print(f"Data: {data.describe()}")
     print(f"Results: {out}")
@@ -210,12 +211,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         from bench.store import context_mismatch
 
         print(f"!! {context_mismatch(out, mine.get('context', {}), runs[0].context())}")
-    print(tabulate(rows, headers=["model", "seed", "status", "time", "run id"], tablefmt="github"))
+    print(tabulate(rows, headers=["model", "seed", "part", "status", "time", "run id"], tablefmt="github"))
     planned = f"{len(runs)} run{'s' * (len(runs) != 1)}"
     print(
         f"\n{planned}: {len(st.done)} done, {len(st.failed)} failed, {len(st.todo)} to do; "
         f"estimated time for what is left: {describe_estimate(st.todo, est, profile.jobs)}"
     )
+    for line in describe_parts(st.todo, est, profile.jobs):
+        print(f"  {line}")
     return 0
 
 

@@ -239,11 +239,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def validation_steps(profile: Profile, test_size: int) -> int:
-    """The chapter's ``test_size // batch // VAL_SUBSPLITS``, at least one step."""
-    return max(1, test_size // profile.batch_size // profile.val_subsplits)
-
-
 def steps_per_epoch(profile: Profile, train_size: int) -> int:
     """The profile's steps, or the chapter's ``train_size // batch`` (at least one); ``train_size``
     counts the images trained on (the validation split already carved out)."""

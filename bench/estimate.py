@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.clock import format_duration
-from bench.config import ADDED_FIELD_DEFAULTS, CLASSICAL, RunConfig, steps_per_epoch, validation_steps
+from bench.config import ADDED_FIELD_DEFAULTS, CLASSICAL, RunConfig, steps_per_epoch
 from segmodels.registry import (
     ArchitectureCost,
     BackboneCost,
@@ -65,6 +65,10 @@ def _similar(cfg: RunConfig, record: dict[str, Any]) -> bool:
         and c.get("profile.epochs") == cfg.profile.epochs
         and c.get("profile.steps_per_epoch") == cfg.profile.steps_per_epoch
         and c.get("profile.batch_size") == cfg.profile.batch_size
+        # validation and early stopping change how long training lasts; a cost run trains nothing
+        and all(c.get(k, ADDED_FIELD_DEFAULTS[k]) == getattr(cfg.profile, k.removeprefix("profile."))
+                for k in ("profile.val_images", "profile.patience"))
+        and bool(record.get("cost_only", False)) == (not cfg.evaluated)
         # the speed mode (records from before it existed ran in the defaults)
         and all(c.get(k, ADDED_FIELD_DEFAULTS[k]) == getattr(cfg.profile, k.removeprefix("profile."))
                 for k in ("profile.precision", "profile.xla", "profile.deterministic"))
@@ -79,6 +83,20 @@ def estimate_run(cfg: RunConfig, records: Iterable[dict[str, Any]], train_size: 
     return Estimate(model_cost(cfg, train_size, test_size), "model")
 
 
+#: Epochs a run with early stopping is expected to train before its plateau, in patiences: about
+#: its best epoch, then the patience it waits (unet-mobilenetv2 on the 96 training photos of the
+#: sample: best epoch 11, stopped at 16 with patience 5). A guide; measured runs replace it.
+EXPECTED_EPOCHS_PER_PATIENCE = 3.2
+
+
+def expected_epochs(profile: Any) -> float:
+    """Epochs a trained run of ``profile`` is expected to run: all of them without early stopping,
+    else :data:`EXPECTED_EPOCHS_PER_PATIENCE` patiences, at most the cap."""
+    if not profile.patience:
+        return float(profile.epochs)
+    return min(float(profile.epochs), EXPECTED_EPOCHS_PER_PATIENCE * profile.patience)
+
+
 def model_cost(cfg: RunConfig, train_size: int, test_size: int) -> float:
     """The cost model: fixed costs plus images trained and inferred at the calibrated speeds."""
     p = cfg.profile
@@ -86,15 +104,19 @@ def model_cost(cfg: RunConfig, train_size: int, test_size: int) -> float:
     scale = (p.image_size / 128) ** 2
     train_ips = backbone.train_images_per_s_128 / arch.relative_train_cost / scale / mode_time_factor(p)
     infer_ips = train_ips * INFERENCE_SPEEDUP
-    tested = min(test_size, p.max_test_examples or test_size)
-    trained = p.epochs * steps_per_epoch(p, train_size) * p.batch_size
-    inferred = (
-        p.epochs * validation_steps(p, tested) * p.batch_size
-        + p.precise_bn_batches * p.batch_size
-        + tested
-        + p.gallery_size
-        + (1 + p.timing.throughput_calls) * (p.timing.throughput_batch + sum(p.timing.throughput_batches))
-    )
+    timed = (1 + p.timing.throughput_calls) * (p.timing.throughput_batch + sum(p.timing.throughput_batches))
+    if cfg.trains:
+        tested = min(test_size, p.max_test_examples or test_size)
+        epochs = expected_epochs(p)
+        val_images = p.val_images if 0 < p.val_images < train_size else 0
+        trained = epochs * steps_per_epoch(p, train_size - val_images) * p.batch_size
+        # Precise BN runs before every validation where there is one, else once before the test.
+        bn_passes = epochs if val_images else 1
+        inferred = (
+            epochs * val_images + bn_passes * p.precise_bn_batches * p.batch_size + tested + p.gallery_size + timed
+        )
+    else:  # a cost run: built and timed only
+        trained, inferred = 0.0, timed
     latency = min(p.timing.max_seconds, max(p.timing.min_seconds, (p.timing.min_calls + p.timing.warmup_calls) / infer_ips))
     fixed = backbone.fixed_s * (0.5 if p.image_size <= 64 else 1.0)
     if arch.heavy_head:
@@ -244,3 +266,28 @@ def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate], slots
     if slots > 1 and len(todo) > 1:
         return f"~{format_duration(total / min(slots, len(todo)))} with {slots} runs at a time, ~{format_duration(total)} of run time ({basis})"
     return f"~{format_duration(total)} ({basis})"
+
+
+#: The parts of a sweep, in the order the plan runs them (:func:`bench.plan.plan`).
+PARTS = {
+    "classical": "classical methods (evaluated, nothing trained)",
+    "trained": "networks trained to their plateau and ranked",
+    "cost": "cost runs (built and timed, not trained: no accuracy claim)",
+}
+
+
+def run_part(cfg: RunConfig) -> str:
+    """The part of the sweep ``cfg`` belongs to: a key of :data:`PARTS`."""
+    if cfg.architecture == CLASSICAL:
+        return "classical"
+    return "trained" if cfg.trains else "cost"
+
+
+def describe_parts(todo: Sequence[RunConfig], est: dict[str, Estimate], slots: int = 1) -> list[str]:
+    """One line per part of ``todo`` that has runs: how many, and their expected time."""
+    lines = []
+    for part, words in PARTS.items():
+        runs = [c for c in todo if run_part(c) == part]
+        if runs:
+            lines.append(f"{words}: {len(runs)} run{'s' * (len(runs) != 1)}, {describe_estimate(runs, est, slots)}")
+    return lines

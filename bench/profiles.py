@@ -65,8 +65,10 @@ class Profile:
         batch_size: Training batch size.
         epochs: Training epochs.
         steps_per_epoch: Training steps per epoch; ``None`` is the chapter's ``train_size // batch``.
-        val_subsplits: Validation runs ``test_size // batch // val_subsplits`` steps after each
-            epoch (the chapter's ``VAL_SUBSPLITS``), at least one.
+        val_subsplits: The chapter's ``VAL_SUBSPLITS``: validation used to run ``test_size // batch
+            // val_subsplits`` steps of the *test* split after each epoch. Not read any more (the
+            validation split is ``val_images``, carved from trainval); it stays so that stored runs
+            keep their identity.
         max_test_examples: Evaluate on the first N test examples only (``None``: the whole split).
         seeds: One run per seed.
         weights: ``imagenet`` (falls back to random init, loudly, where unavailable) or ``none``.
