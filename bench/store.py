@@ -126,6 +126,17 @@ def write_failure(path: Path, error: OSError, needed_bytes: int) -> StoreWriteEr
     )
 
 
+def _unused(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ...: what is set aside twice in one second is kept twice
+    (a rename onto a file would replace it)."""
+    n = 1
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
 def _tree_bytes(folder: Path) -> int:
     """The bytes of the files below ``folder`` (0 where it is gone)."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -375,7 +386,7 @@ class ResultsStore:
     def _set_aside(self, path: Path, why: str, what: str = "record") -> None:
         """Moves the run folder holding the damaged ``path`` to ``damaged/`` and says so, once."""
         folder = path.parent
-        target = self.root / DAMAGED_DIR / f"{folder.name}-{utc_now().replace(':', '')}"
+        target = _unused(self.root / DAMAGED_DIR / f"{folder.name}-{utc_now().replace(':', '')}")
         try:
             target.parent.mkdir(exist_ok=True)
             os.rename(folder, target)
@@ -391,7 +402,7 @@ class ResultsStore:
         Raises:
             OSError: it could not be moved.
         """
-        target = self.root / DAMAGED_DIR / f"{path.name}-{utc_now().replace(':', '')}"
+        target = _unused(self.root / DAMAGED_DIR / f"{path.name}-{utc_now().replace(':', '')}")
         target.parent.mkdir(exist_ok=True)
         os.rename(path, target)
         return target
