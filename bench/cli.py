@@ -173,6 +173,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
     pairs = resolve_pairs(args)
     out = results_dir(args, profile)
     check_out(out)
+    check_memory(profile, pairs, out, args.gpus_per_run)
     from bench.data import DataError
 
     try:
@@ -181,6 +182,18 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
         raise UsageError(f"data source {profile.data!r} unusable: {error}") from None
     store = ResultsStore(out)
     return profile, data, store, out, plan(profile, pairs, data, replicas=args.gpus_per_run)
+
+
+def check_memory(profile: Profile, pairs: list[tuple[str, str]], out: Path, replicas: int) -> None:
+    """Refuses, before any data is loaded, a sweep whose runs cannot fit in this machine's memory."""
+    from bench.limits import memory_problem
+    from bench.plan import DataChoice, plan
+    from bench.store import ResultsStore
+
+    runs = plan(profile, pairs, DataChoice(profile.data, {}), replicas=replicas)
+    problem = memory_problem(runs, ResultsStore(out).records() if out.is_dir() else [])
+    if problem:
+        raise UsageError(problem)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -262,15 +275,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     profile, data, store, out, runs = _prepare(args)
     (context_id,) = {cfg.context_id for cfg in runs}  # one sweep, one comparison context
+    executor = make_executor(args, profile)  # its checks come first: claiming writes context.json
     try:
         store.claim(runs[0].context(), context_id)
     except FolderNotOwnedError as error:
         raise UsageError(str(error)) from None
-    executor = make_executor(args, profile)
     err = sys.stderr
     try:
         with store.lock(), executor:
             store.clean_temporary()
+            store.set_aside_damaged_files()
             store.consolidate()
             st = status(
                 runs, store, force=args.force, retry_failed=args.retry_failed,
@@ -372,8 +386,27 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{out} was not made by segbench (no context.json, no stored runs): the report writes leaderboard.md "
             "and figures only into results folders of the harness. Pass the folder a sweep wrote (--out DIR)."
         )
+    if out.is_dir():
+        store.set_aside_damaged_files()
     records = store.records() if out.is_dir() else []
-    if not records and not (out / "runs.csv").is_file():
+    try:
+        # Where there is a runs/ folder its records are the truth: CSVs that say otherwise are rebuilt.
+        problem = store.tables_problem() if records or store.runs_dir.is_dir() else None
+        if problem:
+            store.consolidate()
+            print(f"{problem}: rebuilt runs.csv, metrics.csv and history.csv from the {len(records)} stored records.",
+                  file=sys.stderr)
+        environment = environment_problem(out / ENVIRONMENT_JSON)
+        if records and environment:
+            latest = max(records, key=lambda r: str(r.get("finished_at") or ""))
+            if (out / ENVIRONMENT_JSON).exists():
+                store.set_aside_file(out / ENVIRONMENT_JSON)
+            atomic_write_json(out / ENVIRONMENT_JSON, {**latest.get("env", {}), "rebuilt_from": latest["run_id"]})
+            print(f"{out / ENVIRONMENT_JSON} {environment}: rebuilt from the record of {latest['run_id']}.", file=sys.stderr)
+    except (StoreWriteError, OSError) as error:
+        print(f"error: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+        return EXIT_STORE
+    if not records and (store.runs_dir.is_dir() or not (out / "runs.csv").is_file()):
         raise UsageError(
             f"no results in {out}: run `python -m bench run --out {out}` first (or pass --out DIR)."
             if args.out is not None else f"no results in {out}: run `python -m bench run --profile {args.profile or 'quick'}` first."
@@ -383,22 +416,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(f"error: the report is not available ({error}).", file=sys.stderr)
         return 1
-    try:
-        problem = store.tables_problem() if records else None
-        if problem:
-            store.consolidate()
-            print(f"{problem}: rebuilt runs.csv, metrics.csv and history.csv from the {len(records)} stored records.",
-                  file=sys.stderr)
-        if records and not (out / ENVIRONMENT_JSON).is_file():
-            latest = max(records, key=lambda r: str(r.get("finished_at") or ""))
-            atomic_write_json(out / ENVIRONMENT_JSON, {**latest.get("env", {}), "rebuilt_from": latest["run_id"]})
-            print(f"{out / ENVIRONMENT_JSON} was missing: rebuilt from the record of {latest['run_id']}.", file=sys.stderr)
-    except (StoreWriteError, OSError) as error:
-        print(f"error: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
-        return EXIT_STORE
     print(render_report(out))
     warn_mixed_modes(records, sys.stderr)
     return 0
+
+
+def environment_problem(path: Path) -> str | None:
+    """Why ``environment.json`` cannot be read by the report (``"was missing"``, ...), or ``None``."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "was missing"
+    except (OSError, ValueError) as error:
+        return f"was damaged ({type(error).__name__}; kept in damaged/)"
+    return None if isinstance(data, dict) else "was damaged (not a JSON object; kept in damaged/)"
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether ``error`` is a results folder or a model plugin that the command cannot use: said in
+    one line, like a bad option. Imported here: the store needs pandas, which --help does not."""
+    from bench.store import FolderNotOwnedError
+    from segmodels.registry import PluginError
+
+    return isinstance(error, (FolderNotOwnedError, PluginError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -410,6 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         message = str(error)
         print(message if message.startswith(parser.prog) else f"{parser.prog}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RuntimeError, ImportError) as error:
+        if not _refused(error):
+            raise
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)

@@ -31,8 +31,10 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import sys
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -112,7 +114,10 @@ def _json_safe(value: Any) -> Any:
 def write_failure(path: Path, error: OSError, needed_bytes: int) -> StoreWriteError:
     """A :class:`StoreWriteError` saying what could not be written, where, and the space it needed."""
     try:
-        free = shutil.disk_usage(path.parent if path.parent.exists() else path.anchor).free
+        # The nearest folder that still exists is on the same disk: a failed commit removes the
+        # staging folder before this is asked.
+        existing = next(p for p in path.parents if p.exists())
+        free = shutil.disk_usage(existing).free
         space = f"; it needed about {_size(needed_bytes)} and {_size(free)} is free there"
     except OSError:
         space = f"; it needed about {_size(needed_bytes)}"
@@ -121,6 +126,22 @@ def write_failure(path: Path, error: OSError, needed_bytes: int) -> StoreWriteEr
         error.errno, f"could not write {path}: {reason}{space}. Everything stored before is intact; "
         "free some space (or fix the folder) and run the same command again to resume"
     )
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ...: what is set aside twice in one second is kept twice
+    (a rename onto a file would replace it)."""
+    n = 1
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def _tree_bytes(folder: Path) -> int:
+    """The bytes of the files below ``folder`` (0 where it is gone)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _size(n: float) -> str:
@@ -143,18 +164,69 @@ class ResultsStore:
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
         self.say = say
+        self._ignored: set[str] = set()
 
     # --- ownership and context ----------------------------------------------------------------
 
     def context(self) -> dict[str, Any] | None:
-        """What ``context.json`` says (``context``, ``context_id``, ``reference``), or ``None``."""
+        """What ``context.json`` says (``context``, ``context_id``, ``reference``), or ``None``.
+
+        A damaged one is rebuilt from the stored runs (see :meth:`_rebuild_context`).
+
+        Raises:
+            FolderNotOwnedError: it is damaged and the stored runs cannot say what it said.
+        """
+        path = self.root / CONTEXT_JSON
         try:
-            data = json.loads((self.root / CONTEXT_JSON).read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as error:
-            raise FolderNotOwnedError(f"{self.root / CONTEXT_JSON} is unreadable ({error}); restore it or delete it") from None
+        except (OSError, UnicodeDecodeError) as error:
+            return self._rebuild_context(f"unreadable ({error})", "")
+        try:
+            data = json.loads(text)
+        except ValueError as error:
+            return self._rebuild_context(f"not valid JSON ({error})", text)
+        if isinstance(data, dict) and not isinstance(data.get("context_id"), str):
+            return self._rebuild_context("it names no context_id", text)
         return data if isinstance(data, dict) else None
+
+    def _rebuild_context(self, why: str, text: str) -> dict[str, Any]:
+        """A damaged ``context.json`` moved to ``damaged/`` and written again from the stored runs,
+        which all carry the context they ran in; it stays a reference folder if the damaged text
+        still says it was one.
+
+        Raises:
+            FolderNotOwnedError: no stored run, or runs of several contexts: nothing says which it was.
+        """
+        from bench.config import RunConfig
+
+        path = self.root / CONTEXT_JSON
+        configs = {}
+        for record in self.records():
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                cfg = RunConfig.from_dict(record["config"])
+                configs[cfg.context_id] = cfg
+        if len(configs) != 1:
+            found = "no stored run" if not configs else f"runs of {len(configs)} comparison contexts"
+            raise FolderNotOwnedError(
+                f"{path} is damaged ({why}) and {self.runs_dir} holds {found}, so it cannot be rebuilt: "
+                "restore it from a copy, or delete it"
+            )
+        (cfg,) = configs.values()
+        data = {
+            "segbench": "results folder", "context_id": cfg.context_id, "context": cfg.context(),
+            "reference": bool(re.search(r'"reference":\s*true', text)), "created_at": utc_now(),
+            "rebuilt_from": "the stored runs",
+        }
+        try:
+            target = self.set_aside_file(path)
+            atomic_write_json(path, data)
+            done = f"moved to {target} and rebuilt from the stored runs"
+        except OSError as error:
+            done = f"could not be rebuilt ({error.strerror or error}); this command reads the stored runs' context"
+        self.say(f"warning: damaged {path}: {why}; {done}.")
+        return data
 
     def foreign_files(self) -> list[str]:
         """What is in the folder that the harness did not make: the reason it is not ours."""
@@ -177,6 +249,14 @@ class ResultsStore:
         Raises:
             FolderNotOwnedError: with the reason and what to do instead.
         """
+        self.check_layout()
+        outer = enclosing_results(self.root)
+        if outer is not None:
+            what = "the committed reference results, which sweeps never change" if outer[1] else "another results folder"
+            raise FolderNotOwnedError(
+                f"--out {self.root} is inside {outer[0]}, {what}; a results folder holds its own runs only. Pass a "
+                f"folder outside it, e.g. --out {outer[0].parent / f'{outer[0].name}-{self.root.name}'}"
+            )
         foreign = self.foreign_files()
         if foreign:
             shown = ", ".join(foreign[:6]) + (f" and {len(foreign) - 6} more" if len(foreign) > 6 else "")
@@ -210,20 +290,51 @@ class ResultsStore:
 
     def load_record(self, run_id: str) -> dict[str, Any] | None:
         """The stored record of ``run_id``; ``None`` where there is none (or a damaged one, moved aside)."""
-        return self._read(self.run_dir(run_id) / RECORD)
+        record = self._read(self.run_dir(run_id) / RECORD)
+        return record if record is not None and record["run_id"] == run_id else None
 
     def records(self) -> list[dict[str, Any]]:
-        """Every stored record, sorted by run id; damaged ones are reported and moved aside."""
+        """Every stored record, sorted by run id; damaged ones are reported and moved aside.
+
+        A run is a folder of ``runs/`` named after the run id of the record it holds; anything
+        else there (a user's backup copy of a run, a stray file) is said once and never counted,
+        so it can neither double a run's rows nor be taken for one.
+
+        Raises:
+            FolderNotOwnedError: ``runs`` is not a folder.
+        """
+        self.check_layout()
         if not self.runs_dir.is_dir():
             return []
         out = []
-        for path in sorted(self.runs_dir.glob(f"*/{RECORD}")):
-            if path.parent.name.startswith(TMP_PREFIX):
+        for entry in sorted(self.runs_dir.iterdir()):
+            if entry.name.startswith(TMP_PREFIX):
+                continue
+            path = entry / RECORD
+            if not path.is_file():
+                self._ignore(entry, f"no {RECORD} in it" if entry.is_dir() else "a file")
                 continue
             record = self._read(path)
-            if record is not None:
-                out.append(record)
+            if record is None:
+                continue
+            if record["run_id"] != entry.name:
+                self._ignore(entry, f"it holds the record of run {record['run_id']}: a copy?")
+                continue
+            out.append(record)
         return out
+
+    def check_layout(self) -> None:
+        """Fails when the folder's ``runs`` is not a folder: its runs cannot be read, and the
+        CSVs beside it describe runs that are no longer there.
+
+        Raises:
+            FolderNotOwnedError: naming the file and what to do.
+        """
+        if self.runs_dir.exists() and not self.runs_dir.is_dir():
+            raise FolderNotOwnedError(
+                f"{self.runs_dir} is a file, not the folder of stored runs; move it out of {self.root} (or restore "
+                "the runs/ folder), or pass another --out. Nothing was changed"
+            )
 
     def records_by_identity(self) -> dict[str, dict[str, Any]]:
         """Every stored record by the hash of its identity under the current rules
@@ -269,20 +380,57 @@ class ResultsStore:
             return self._set_aside(path, f"not valid JSON ({error})")
         if not _is_record(record):
             return self._set_aside(path, "not a segbench record (no run_id, model, status and config)")
+        problem = record_problem(record)
+        if problem:
+            return self._set_aside(path, f"not a record this harness can read ({problem})")
         return record
 
-    def _set_aside(self, path: Path, why: str) -> None:
-        """Moves a damaged run folder to ``damaged/`` and says so, once."""
+    def _set_aside(self, path: Path, why: str, what: str = "record") -> None:
+        """Moves the run folder holding the damaged ``path`` to ``damaged/`` and says so, once."""
         folder = path.parent
-        target = self.root / DAMAGED_DIR / f"{folder.name}-{utc_now().replace(':', '')}"
+        target = _unused(self.root / DAMAGED_DIR / f"{folder.name}-{utc_now().replace(':', '')}")
         try:
             target.parent.mkdir(exist_ok=True)
             os.rename(folder, target)
             where = f"moved to {target}; its run will be redone"
         except OSError as error:
             where = f"could not move it aside ({error.strerror or error}); it is skipped"
-        self.say(f"warning: damaged record {path}: {why}; {where}.")
+        self.say(f"warning: damaged {what} {path}: {why}; {where}.")
         return None
+
+    def set_aside_file(self, path: Path) -> Path:
+        """Moves a damaged file of the folder (not of a run) to ``damaged/``, kept; returns where.
+
+        Raises:
+            OSError: it could not be moved.
+        """
+        target = _unused(self.root / DAMAGED_DIR / f"{path.name}-{utc_now().replace(':', '')}")
+        target.parent.mkdir(exist_ok=True)
+        os.rename(path, target)
+        return target
+
+    def _ignore(self, entry: Path, why: str) -> None:
+        """Says once per store that ``entry`` in ``runs/`` is not a run and is left alone."""
+        if entry.name not in self._ignored:
+            self._ignored.add(entry.name)
+            self.say(f"warning: {entry} is not a run ({why}): ignored; move it out of {self.runs_dir}.")
+
+    def set_aside_damaged_files(self) -> int:
+        """Sets aside every stored run whose predictions or evidence cannot be read, so that the
+        report never trips on it and the next sweep redoes the run. Returns how many.
+
+        The CSVs still list those runs until :meth:`consolidate` (or the report's rebuild) runs.
+        """
+        count = 0
+        for record in self.records():
+            folder = self.run_dir(record["run_id"])
+            for name in (PREDICTIONS, EVIDENCE):
+                problem = npz_problem(folder / name)
+                if problem:
+                    self._set_aside(folder / name, problem, what="file")
+                    count += 1
+                    break
+        return count
 
     def staging_dir(self, run_id: str) -> Path:
         """A fresh folder to write a run's files into before :meth:`commit_run`."""
@@ -308,8 +456,9 @@ class ResultsStore:
         try:
             atomic_write_text(staging / RECORD, text)
         except OSError as error:
+            needed = _tree_bytes(staging) + len(text.encode())  # the run is stored whole or not at all
             shutil.rmtree(staging, ignore_errors=True)
-            raise write_failure(staging / RECORD, error, len(text.encode())) from None
+            raise write_failure(staging / RECORD, error, needed) from None
         old = [self.run_dir(r) for r in self._same_run(record) if self.run_dir(r).exists()]
         trash = [self.runs_dir / f"{TMP_PREFIX}-old-{p.name}-{os.getpid()}" for p in old]
         for path, aside in zip(old, trash, strict=True):
@@ -446,6 +595,54 @@ def _is_record(record: Any) -> bool:
         except (OSError, ValueError):
             return False
     return isinstance(record, dict) and all(k in record for k in ("run_id", "model", "status", "config"))
+
+
+def enclosing_results(root: Path) -> tuple[Path, bool] | None:
+    """The results folder of the harness that ``root`` lies inside, and whether it is the committed
+    reference; ``None`` where there is none."""
+    for folder in Path(os.path.abspath(root)).parents:
+        try:
+            data = json.loads((folder / CONTEXT_JSON).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("segbench") == "results folder":
+            return folder, bool(data.get("reference"))
+    return None
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What keeps a parsed record from being read by the store (a key it reads missing or of the
+    wrong type), or ``None``: such a record is damaged as surely as a truncated one."""
+    missing = [k for k in (*RUN_KEY, "status", "config") if k not in record]
+    if record.get("status") == "ok":
+        missing += [k for k in ("profile", "dataset") if k not in record]
+    if missing:
+        return f"no {', '.join(missing)}"
+    types: dict[str, type | tuple[type, ...]] = {
+        "run_id": str, "model": str, "seed": int, "config": dict, "env": dict, "config_flat": dict,
+        "metrics": list, "history": list,
+    }
+    for key, kind in types.items():
+        if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
+            return f"its {key} is {type(record[key]).__name__}"
+    rows = [*record.get("metrics", []), *record.get("history", [])]
+    if not all(isinstance(row, dict) for row in rows):
+        return "a metrics or history row is not an object"
+    if any(k not in m for m in record.get("metrics", []) for k in ("metric", "value", "unit")):
+        return "a metrics row lacks metric, value or unit"
+    return None
+
+
+def npz_problem(path: Path) -> str | None:
+    """Why a stored ``.npz`` (an archive of arrays) cannot be read, or ``None`` (also where it is absent)."""
+    if not path.exists():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        return f"not a readable .npz ({error})"
+    return f"{bad} in it fails its checksum" if bad else None
 
 
 def record_context_id(record: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from bench.store import RECORD, atomic_write_json
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_CRASH = 3  # the parent died: nobody is left to store a record
+EXIT_NOT_WRITTEN = 74  # EX_IOERR: the run's files could not be written (disk full)
 
 
 def _watch_parent() -> None:
@@ -74,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         record["metrics"] = [metric_row("peak_rss_mb", peak_rss_mb(), "MB")]
     record["finished_at"] = utc_now()
     record["worker_time_s"] = time.perf_counter() - start
-    write_history(staging, record)
-    atomic_write_json(staging / RECORD, record)
+    try:
+        write_history(staging, record)
+        atomic_write_json(staging / RECORD, record)
+    except OSError as error:  # disk full: one line for the sweep, which stores the run as it can
+        print(f"could not write the run's files into {staging}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_NOT_WRITTEN
     return EXIT_OK
 
 

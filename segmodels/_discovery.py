@@ -14,9 +14,13 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import traceback
 from importlib.metadata import entry_points
 
+from segmodels.registry import PluginError
+
 _GROUPS = ("segmodels.architectures", "segmodels.backbones")
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _done = False
 
 
@@ -28,15 +32,35 @@ def _import_package_modules(package_name: str) -> None:
 
 
 def load_plugins(modules: str | None = None) -> None:
-    """Imports the modules named (comma-separated), e.g. ``"my_models.pspnet"``."""
+    """Imports the modules named (comma-separated), e.g. ``"my_models.pspnet"``.
+
+    Raises:
+        PluginError: one line naming the plugin, what went wrong and where, and the fix.
+    """
     for name in filter(None, (m.strip() for m in (modules or "").split(","))):
         try:
             importlib.import_module(name)
-        except ImportError as error:
-            raise ImportError(
+        except ModuleNotFoundError as error:
+            if error.name is None or not name.startswith(error.name):
+                raise _failed(name, "named in $SEGMODELS_PLUGINS", error) from error
+            raise PluginError(
                 f"Could not import model plugin {name!r} (named in $SEGMODELS_PLUGINS or passed to "
                 f"segmodels.load_plugins): {error}. Is its folder on PYTHONPATH?"
             ) from error
+        except Exception as error:  # noqa: BLE001 - whatever a plugin raises, it is said in one line
+            raise _failed(name, "named in $SEGMODELS_PLUGINS", error) from error
+
+
+def _failed(name: str, where: str, error: BaseException) -> PluginError:
+    """The one-line error of a plugin whose import raised: what, at which line of the plugin."""
+    # The innermost line of the plugin's own code: not the registry's, not importlib's.
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = (_PACKAGE, "<")
+    at = next((f" at {f.filename}:{f.lineno}" for f in reversed(frames) if not f.filename.startswith(ours)), "")
+    return PluginError(
+        f"model plugin {name!r} ({where}) failed to load{at}: {type(error).__name__}: {str(error).rstrip('.')}. "
+        "Fix the plugin, or leave it out of $SEGMODELS_PLUGINS"
+    )
 
 
 def discover() -> None:
@@ -48,5 +72,8 @@ def discover() -> None:
     _import_package_modules("segmodels.architectures")
     for group in _GROUPS:
         for entry in entry_points(group=group):
-            entry.load()
+            try:
+                entry.load()
+            except Exception as error:  # noqa: BLE001 - a broken installed plugin is said in one line
+                raise _failed(entry.value, f"entry point {entry.name!r} of {group}", error) from error
     load_plugins(os.environ.get("SEGMODELS_PLUGINS"))

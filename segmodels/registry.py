@@ -7,7 +7,8 @@ an unknown name is an error that lists the known names and suggests the nearest
 An entry carries what a harness needs to know of a model besides how to build it: a cost hint
 for the benchmark's run-time and memory estimate (:class:`ArchitectureCost`, :class:`BackboneCost`).
 A model that gives none gets the defaults, so adding a model stays one file with one decorator.
-The citation of a model is its module's docstring.
+The citation of a built-in model is its module's docstring; an architecture may also give a short
+one, ``paper=``, kept on its entry (plugins written against the first release do).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class PluginError(ImportError):
+    """A model plugin that cannot be loaded: missing, failing on import, or registering a taken name."""
 
 
 class UnknownNameError(KeyError):
@@ -102,12 +107,15 @@ class ArchitectureEntry:
         output_stride: The stride of the deepest feature map the architecture consumes; a backbone
             asked for 16 dilates its last stage (DeepLabV3).
         cost: Hints for the benchmark's run-time and memory estimate.
+        paper: Short citation, e.g. ``"Long et al., CVPR 2015, arXiv:1411.4038"``; ``""`` where
+            the module's docstring is the only one.
     """
 
     name: str
     build: Callable[..., Any]
     output_stride: int = 32
     cost: ArchitectureCost = field(default_factory=ArchitectureCost)
+    paper: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,7 +169,7 @@ def _check_new(kind: str, name: str, table: dict[str, Any]) -> None:
 
 
 def register_architecture(
-    name: str, *, output_stride: int = 32, cost: ArchitectureCost | None = None
+    name: str, *, output_stride: int = 32, cost: ArchitectureCost | None = None, paper: str = ""
 ) -> Callable[[F], F]:
     """Register ``build(encoder, num_classes, **kwargs) -> keras.Model`` under ``name``.
 
@@ -169,13 +177,16 @@ def register_architecture(
         name: Lowercase registry key, e.g. ``"fcn8s"``.
         output_stride: 32, or 16 for architectures that want a dilated last stage.
         cost: Cost hints for the benchmark's estimate; ``None`` for the defaults.
+        paper: Short citation, e.g. ``"Long et al., CVPR 2015, arXiv:1411.4038"``.
     """
     if output_stride not in (16, 32):
         raise ValueError(f"output_stride must be 16 or 32, got {output_stride}.")
+    if not isinstance(paper, str):
+        raise ValueError(f"paper must be a short citation (a string), got {paper!r}.")
 
     def decorate(build: F) -> F:
         _check_new("architecture", name, _ARCHITECTURES)
-        _ARCHITECTURES[name] = ArchitectureEntry(name, build, output_stride, cost or ArchitectureCost())
+        _ARCHITECTURES[name] = ArchitectureEntry(name, build, output_stride, cost or ArchitectureCost(), paper)
         return build
 
     return decorate

@@ -121,3 +121,22 @@ def test_one_run_is_counted_in_the_singular(tmp_path: Path) -> None:
                      timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "\n1 run: 0 done, 0 failed, 1 to do;" in done.stdout
+
+
+def test_a_read_only_cache_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default data is generated into the cache; a read-only one ended in OSError: [Errno 30]."""
+    import errno
+
+    import bench.data.cache
+
+    def read_only(*args: object, **kwargs: object) -> str:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(bench.data.cache.tempfile, "mkdtemp", read_only)
+    out = tmp_path / "r"
+    assert main(["run", "--profile", "smoke", "--arch", "classical", "--backbone", "otsu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"the data cache {tmp_path / 'cache' / 'pets-synthetic'} cannot be written (Read-only file system)" in err
+    assert "point $SEGBENCH_CACHE at a writable folder" in err and not out.exists()

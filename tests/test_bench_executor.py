@@ -96,7 +96,8 @@ def test_executor_arguments_are_checked_before_anything_runs(tmp_path: Path) -> 
     assert uneven.returncode == 2 and "must divide the batch size 4" in uneven.stderr and "--batch-size 6" in uneven.stderr
     jobs_on_ray = bench_cli(tmp_path, *base, "--executor", "ray", "--jobs", "2")
     assert jobs_on_ray.returncode == 2 and "--jobs is for the local executor" in jobs_on_ray.stderr
-    assert not list(out.glob("runs/*"))
+    # Refused before the folder is claimed: not even context.json is written.
+    assert not out.exists(), sorted(p.name for p in out.iterdir())
 
 
 @pytest.mark.slow
@@ -119,3 +120,32 @@ def test_one_run_on_two_devices_with_mirrored_strategy(tmp_path: Path) -> None:
     metrics = {m["metric"]: m["value"] for m in two["metrics"]}
     assert 0 <= metrics["miou"] <= 1 and metrics["train_throughput"] > 0
     assert len(two["history"]) == 1 and two["history"][0]["loss"] > 0
+
+
+def test_the_log_relay_survives_a_full_disk_and_drains_the_worker(capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk once killed the relay thread (a traceback on the terminal); nothing read the
+    worker's pipe after that, so a chatty worker would block on it."""
+    import io
+    import threading
+
+    from bench.executors.process import _Relay
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here to fill")
+    lines = "".join(f"epoch {i}: loss {i / 10}\n" for i in range(5000))
+    stream = io.StringIO(lines)
+    echoed: list[str] = []
+    died: list[BaseException] = []
+    previous, threading.excepthook = threading.excepthook, lambda args: died.append(args.exc_value)
+    try:
+        relay = _Relay(stream, Path("/dev/full"), echoed.append)  # every write: ENOSPC
+        relay.start()
+        relay.join(timeout=30)
+    finally:
+        threading.excepthook = previous
+    assert not relay.is_alive() and died == []
+    assert stream.tell() == len(lines)  # read to the end
+    assert relay.tail[-1] == "epoch 4999: loss 499.9"
+    warnings = [e for e in echoed if "cannot be written" in e]
+    assert len(warnings) == 1 and "/dev/full" in warnings[0] and "No space left on device" in warnings[0]
+    assert len(echoed) == 5001

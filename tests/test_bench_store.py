@@ -258,3 +258,167 @@ def test_csvs_that_disagree_with_the_records_are_found(tmp_path: Path) -> None:
     assert "runs.csv" in store.tables_problem()
     store.consolidate()
     assert store.tables_problem() is None
+
+
+# === A damaged or odd results folder ===
+
+
+def _minimal(record: dict) -> dict:
+    return {"run_id": record["run_id"], "model": record["model"], "status": "ok", "config": {}}
+
+
+def _without_seed(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "seed"}
+
+
+def _config_text(record: dict) -> dict:
+    return {**record, "config": "unet mobilenetv2 seed 0"}
+
+
+@pytest.mark.parametrize("damage", [_minimal, _without_seed, _config_text], ids=["minimal", "no-seed", "config-text"])
+def test_a_record_the_store_cannot_read_is_set_aside_and_its_run_redone(tmp_path: Path, damage) -> None:  # noqa: ANN001
+    import json
+
+    said: list[str] = []
+    store = ResultsStore(tmp_path, say=said.append)
+    good, bad = _record(), _record("fpn-mobilenetv2")
+    _commit(store, good)
+    _commit(store, bad)
+    path = store.run_dir(bad["run_id"]) / RECORD
+    text = json.dumps(damage(bad))
+    path.write_text(text)
+    store.consolidate()  # reads every record: it once failed with KeyError: 'seed'
+    assert [r["run_id"] for r in store.records()] == [good["run_id"]]
+    assert len(said) == 1 and str(path) in said[0] and "not a record this harness can read" in said[0]
+    kept = list((tmp_path / "damaged").glob(f"{bad['run_id']}-*/{RECORD}"))
+    assert len(kept) == 1 and kept[0].read_text() == text
+    assert list(pd.read_csv(tmp_path / "runs.csv")["run_id"]) == [good["run_id"]]
+    from bench.plan import status
+
+    cfg = RunConfig.from_dict(bad["config"])
+    assert [c.run_id for c in status([cfg], store).todo] == [cfg.run_id]
+
+
+def test_what_is_in_runs_but_is_not_a_run_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    import shutil
+
+    said: list[str] = []
+    store = ResultsStore(tmp_path, say=said.append)
+    record = _record()
+    folder = _commit(store, record)
+    shutil.copytree(folder, folder.with_name(folder.name + ".bak"))  # a user's backup copy
+    (tmp_path / "runs" / "notes.txt").write_text("mine")
+    (tmp_path / "runs" / "empty").mkdir()
+    store.consolidate()
+    store.consolidate()
+    assert [r["run_id"] for r in store.records()] == [record["run_id"]]
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 1 and len(pd.read_csv(tmp_path / "metrics.csv")) == 2
+    assert len(said) == 3 and all("is not a run" in s and "ignored" in s for s in said)
+    assert any(f"{folder}.bak" in s and "a copy?" in s for s in said)
+    assert (tmp_path / "runs" / "notes.txt").read_text() == "mine" and (folder.parent / f"{folder.name}.bak").is_dir()
+
+
+def test_runs_replaced_by_a_file_is_refused_and_nothing_changes(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    _commit(store, _record())
+    shutil_rmtree(tmp_path / "runs")
+    (tmp_path / "runs").write_text("not a folder")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(FolderNotOwnedError, match=r"runs is a file, not the folder of stored runs"):
+        store.records()
+    context, cid = _context()
+    with pytest.raises(FolderNotOwnedError, match=r"runs is a file"):
+        store.claim(context, cid)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def shutil_rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)
+
+
+def test_a_damaged_context_is_kept_aside_and_rebuilt_from_the_stored_runs(tmp_path: Path) -> None:
+    said: list[str] = []
+    store = ResultsStore(tmp_path / "r", say=said.append)
+    record = _record()
+    cfg = RunConfig.from_dict(record["config"])
+    store.claim(cfg.context(), cfg.context_id)
+    _commit(store, record)
+    path = tmp_path / "r" / "context.json"
+    truncated = path.read_text()[:100]
+    path.write_text(truncated)
+    assert store.context()["context_id"] == cfg.context_id and store.context()["reference"] is False
+    assert len(said) == 1 and f"damaged {path}" in said[0] and "rebuilt from the stored runs" in said[0]
+    assert [p.read_text() for p in (tmp_path / "r" / "damaged").glob("context.json-*")] == [truncated]
+    store.claim(cfg.context(), cfg.context_id)  # the sweep of that context goes on
+    # Without a stored run, nothing says what it was: refused, left as it is.
+    empty = ResultsStore(tmp_path / "empty")
+    empty.claim(cfg.context(), cfg.context_id)
+    (tmp_path / "empty" / "context.json").write_text("{")
+    with pytest.raises(FolderNotOwnedError, match=r"context.json is damaged .* restore it from a copy, or delete it"):
+        empty.context()
+    assert (tmp_path / "empty" / "context.json").read_text() == "{"
+
+
+@pytest.mark.parametrize("name", ["predictions.npz", "evidence.npz"])
+def test_a_damaged_npz_sets_its_run_aside(tmp_path: Path, name: str) -> None:
+    import numpy as np
+
+    said: list[str] = []
+    store = ResultsStore(tmp_path, say=said.append)
+    good, bad = _record(), _record("fpn-mobilenetv2")
+    for record in (good, bad):
+        staging = store.staging_dir(record["run_id"])
+        np.savez_compressed(staging / name, images=np.zeros((2, 8, 8, 3), np.uint8))
+        store.commit_run(staging, record)
+    path = store.run_dir(bad["run_id"]) / name
+    path.write_bytes(path.read_bytes()[:60])
+    assert store.set_aside_damaged_files() == 1
+    assert [r["run_id"] for r in store.records()] == [good["run_id"]]
+    assert len(said) == 1 and f"damaged file {path}" in said[0] and "redone" in said[0]
+    assert len(list((tmp_path / "damaged").glob(f"{bad['run_id']}-*/{name}"))) == 1
+    assert store.set_aside_damaged_files() == 0
+
+
+def test_a_run_inside_another_results_folder_is_refused(tmp_path: Path) -> None:
+    context, cid = _context()
+    # A copy of the committed reference: a failing check must not write into the checkout.
+    reference = tmp_path / "results" / "quick"
+    reference.mkdir(parents=True)
+    committed = Path(__file__).resolve().parents[1] / "results" / "quick" / "context.json"
+    (reference / "context.json").write_bytes(committed.read_bytes())
+    with pytest.raises(FolderNotOwnedError, match="is inside .*results/quick, the committed reference"):
+        ResultsStore(reference / "sub").claim(context, cid)
+    assert not (reference / "sub").exists()
+    ResultsStore(tmp_path / "mine").claim(context, cid)
+    with pytest.raises(FolderNotOwnedError, match=f"inside {tmp_path / 'mine'}, another results folder"):
+        ResultsStore(tmp_path / "mine" / "deeper" / "sub").claim(context, cid)
+    assert not (tmp_path / "mine" / "deeper").exists()
+
+
+def test_disk_full_names_the_free_space_of_that_disk_and_what_the_run_needs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import errno
+    import shutil
+
+    store = ResultsStore(tmp_path)
+    record = _record()
+    staging = store.staging_dir(record["run_id"])
+    (staging / "predictions.npz").write_bytes(b"x" * 150_000)
+    real_open = builtins.open
+
+    def full_disk(file, mode="r", *args, **kwargs):  # noqa: ANN001 - open's own signature
+        if "w" in mode and "record.json" in Path(file).name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    with pytest.raises(StoreWriteError) as caught:
+        store.commit_run(staging, record)
+    monkeypatch.setattr(builtins, "open", real_open)
+    free = shutil.disk_usage(tmp_path).free / 2**20
+    message = caught.value.strerror
+    assert "needed about 150 KB" in message or "needed about 151 KB" in message, message
+    assert f"and {free:.0f}." in message or f"and {free:.1f} MB is free there" in message, message
+    assert not staging.exists()

@@ -138,3 +138,18 @@ def test_saved_files_are_what_the_loader_expects(tmp_path):
         assert (t.format, t.mode) == ("PNG", "L")
     with Image.open(tmp_path / "images" / f"{trimap.stem}.jpg") as i:
         assert (i.format, i.mode) == ("JPEG", "RGB") and i.size == t.size
+
+
+def test_a_damaged_synthetic_cache_is_named_and_generated_again(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+    root = ensure_synthetic(TINY)
+    whole = _files(root)
+    image = sorted((root / "images").iterdir())[1]
+    image.write_bytes(image.read_bytes()[:200])  # cut short, as a full disk or a kill might
+    with caplog.at_level(logging.WARNING, logger="bench.data.synthetic"):
+        splits = load_synthetic(TINY, image_size=32)
+    said = [r.getMessage() for r in caplog.records if "cache is damaged" in r.getMessage()]
+    assert len(said) == 1 and image.name in said[0] and "generating it again" in said[0], said
+    assert "re-download" not in said[0]  # the advice for a real release does not apply
+    assert _files(root) == whole and splits.provenance.synthetic
+    assert not list(root.parent.glob(".*damaged*"))

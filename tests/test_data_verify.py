@@ -185,3 +185,18 @@ def test_real_photo_cut_short_then_given_back_its_end_marker(pet_sample_dir, tmp
     problem = rf"{image.name}: truncated JPEG: its data ends .*test\.txt:4"
     with pytest.raises(DataError, match=problem):
         load_pets(f"dir:{root}")
+
+
+def test_the_decoder_warnings_of_the_check_stay_off_the_terminal(release, capfd):
+    """The check's second decode made libjpeg print a line for every JPEG (hundreds on a first load)."""
+    image = release / "images" / f"{_names(release, 'trainval.txt')[2]}.jpg"
+    whole = image.read_bytes()
+    image.write_bytes(_cut_and_given_back_its_end(whole))
+    capfd.readouterr()
+    with pytest.raises(DataError, match=rf"{image.name}: truncated JPEG"):  # the verdict is kept
+        load_pets(f"dir:{release}")
+    err = capfd.readouterr().err
+    assert "Corrupt JPEG data" not in err and "Premature end of JPEG file" not in err, err
+    image.write_bytes(whole)
+    load_pets(f"dir:{release}")  # all complete: still a second decode of each, still quiet
+    assert "Corrupt JPEG data" not in capfd.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -160,3 +161,64 @@ def test_the_package_and_its_light_parts_import_without_keras() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_a_plugin_of_the_first_release_registers_with_its_paper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first release's decorator took ``paper=``; a plugin written against it must still load."""
+    (tmp_path / "first_release_linknet.py").write_text(textwrap.dedent(
+        '''
+        from segmodels import register_architecture
+
+        @register_architecture("linknet", paper="Chaurasia & Culurciello, VCIP 2017, arXiv:1707.03718")
+        def linknet(encoder, num_classes, **kwargs):
+            raise NotImplementedError
+        '''
+    ))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        segmodels.load_plugins("first_release_linknet")
+        entry = registry.get_architecture("linknet")
+        assert entry.paper == "Chaurasia & Culurciello, VCIP 2017, arXiv:1707.03718"
+        assert entry.output_stride == 32 and entry.cost == registry.ArchitectureCost()
+    finally:
+        registry._unregister(["linknet"])
+        sys.modules.pop("first_release_linknet", None)
+    assert registry.get_architecture("unet").paper == ""  # the built-ins cite in their docstrings
+
+
+BROKEN_PLUGINS = {
+    "raises": ('raise RuntimeError("boom")', r"line 2: RuntimeError: boom\."),
+    "taken_name": (
+        'from segmodels import register_architecture\n\n@register_architecture("unet")\ndef b(encoder, n): pass',
+        r"line 4: ValueError: architecture 'unet' is already registered; pick another name\.",
+    ),
+    "missing_dependency": ("import no_such_dependency_xyz", r"line 2: ModuleNotFoundError: No module named 'no_such_dependency_xyz'\."),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_PLUGINS))
+def test_a_broken_plugin_is_one_line_naming_its_file_and_the_fix(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source, said = BROKEN_PLUGINS[kind]
+    name = f"broken_plugin_{kind}"
+    (tmp_path / f"{name}.py").write_text(f"\n{source}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.get_architecture("unet")  # the built-ins are registered first, as in discovery
+    with pytest.raises(registry.PluginError) as error:
+        segmodels.load_plugins(name)
+    message = str(error.value).replace(str(tmp_path / f"{name}.py") + ":", "line ")
+    assert f"model plugin {name!r}" in message and "\n" not in message, message
+    assert re.search(said, message) and message.endswith("Fix the plugin, or leave it out of $SEGMODELS_PLUGINS"), message
+    assert isinstance(error.value, ImportError)  # what callers of load_plugins caught before
+
+
+def test_a_broken_plugin_stops_the_command_line_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken_plugin_cli.py").write_text('raise RuntimeError("boom")\n')
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SEGMODELS_PLUGINS": "broken_plugin_cli", "PYTHONPATH": os.pathsep.join([str(repo), str(tmp_path)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "list", "--profile", "smoke", "--arch", "unet", "--out", str(tmp_path / "r")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "model plugin 'broken_plugin_cli' (named in $SEGMODELS_PLUGINS) failed to load at" in done.stderr
+    assert not (tmp_path / "r").exists()

@@ -9,13 +9,17 @@ failed extraction never leaves a half-written directory that a later run would t
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.data.errors import DataError
+
 CACHE_ENV = "SEGBENCH_CACHE"
+_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def cache_root() -> Path:
@@ -34,8 +38,11 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     process finished the same directory first, its copy wins and ours is discarded: both were
     built from the same inputs.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    except OSError as error:
+        raise cache_unwritable(final.parent, error) from None
     try:
         yield tmp
         try:
@@ -44,6 +51,19 @@ def atomic_directory(final: Path) -> Iterator[Path]:
             if not final.is_dir():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if error.errno in _FULL_OR_READ_ONLY:
+            raise cache_unwritable(final.parent, error) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def cache_unwritable(folder: Path, error: OSError) -> DataError:
+    """The one-line error of a cache folder that cannot be written, naming the way out."""
+    return DataError(
+        f"the data cache {folder} cannot be written ({error.strerror or error}); point ${CACHE_ENV} at a "
+        "writable folder with some free space"
+    )

@@ -21,13 +21,15 @@ libjpeg reads as other, valid pixels. The release publishes no checksums to comp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,6 +56,7 @@ _JPEG_END = b"\xff\xd9"
 # No 0xFF byte, so no marker; alternating bits, so it cannot decode as libjpeg's zero fill does.
 _FILLER = b"\x55" * 64
 _MAX_REPORTED = 10
+_LIBJPEG_WARNING = re.compile(r"^(Corrupt JPEG data: |Premature end of JPEG file$)")
 
 
 def decode_image(data: bytes | tf.Tensor) -> tf.Tensor:
@@ -102,7 +105,8 @@ def verify_examples(
         return
     logger.info("Decoding all %d examples once, to verify them before any training", len(examples))
     start = time.perf_counter()
-    with ThreadPoolExecutor() as pool:  # TensorFlow's decoders and hashing release the GIL
+    with _decoder_warnings_kept_off_the_terminal(), ThreadPoolExecutor() as pool:
+        # TensorFlow's decoders and hashing release the GIL
         problems = [p for p in pool.map(_problem, examples, digests) if p is not None]
     if len(problems) == 1:
         raise DataError(problems[0])
@@ -190,6 +194,37 @@ def _runs_out_of_data(data: bytes, decoded: np.ndarray) -> bool:
     except tf.errors.OpError:
         return True  # the filler was read as data, and broke it
     return not np.array_equal(decoded, again)
+
+
+@contextlib.contextmanager
+def _decoder_warnings_kept_off_the_terminal() -> Iterator[None]:
+    """Keeps libjpeg's warnings off stderr while the block runs; whatever else is printed there
+    meanwhile is passed on after it.
+
+    The second decode of each JPEG (filler before its end marker) makes libjpeg print "Corrupt JPEG
+    data: 64 extraneous bytes before marker 0xd9" for every complete image, and a truncated one
+    "Premature end of JPEG file": expected, and every file they concern is named by the checks
+    anyway. libjpeg prints from C to file descriptor 2, so the descriptor is what is redirected.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except OSError:  # no stderr to guard
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", errors="replace").splitlines()
+            kept = [line for line in lines if line.strip() and not _LIBJPEG_WARNING.match(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
 
 
 def _reason(error: tf.errors.OpError) -> str:

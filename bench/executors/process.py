@@ -10,6 +10,7 @@ executors run every run through these two functions.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -60,13 +61,41 @@ class _Relay(threading.Thread):
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
 
     def run(self) -> None:
-        with open(self.log_path, "a", encoding="utf-8", errors="replace") as log:
-            for line in self.stream:
-                log.write(line)
-                log.flush()
-                self.tail.append(line.rstrip("\n"))
-                if self.echo is not None and not _NOISE.match(line):
-                    self.echo(line.rstrip("\n"))
+        log = self._open()
+        for line in self.stream:  # drained to the end whatever the log does: a full pipe would block the worker
+            if log is not None:
+                log = self._write(log, line)
+            self.tail.append(line.rstrip("\n"))
+            if self.echo is not None and not _NOISE.match(line):
+                self.echo(line.rstrip("\n"))
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()
+
+    def _open(self) -> TextIO | None:
+        try:
+            return open(self.log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed in run()
+        except OSError as error:
+            self._lost(error)
+            return None
+
+    def _write(self, log: TextIO, line: str) -> TextIO | None:
+        """Writes one line to the log; the log is given up (said once) when the disk is full."""
+        try:
+            log.write(line)
+            log.flush()
+            return log
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                log.close()
+            self._lost(error)
+            return None
+
+    def _lost(self, error: OSError) -> None:
+        message = f"warning: {self.log_path} cannot be written ({error.strerror or error}); the run goes on unlogged"
+        self.tail.append(message)
+        if self.echo is not None:
+            self.echo(message)
 
 
 def _rss_mb(proc: Any) -> float:
