@@ -210,7 +210,7 @@ def test_coverage_needs_two_seeds_of_every_trained_model_and_none_of_a_determini
     assert ev.coverage([ev.ModelRuns(three), ev.ModelRuns(one, deterministic=True)]).covers_seeds
     assert ev.coverage([ev.ModelRuns(three), ev.ModelRuns(one)]) == ev.Coverage(ev.IMAGES, (1, 3))
     assert ev.coverage([ev.ModelRuns(one), ev.ModelRuns(one)]).describe() == (
-        "test images only: one training of each model")
+        "test images only, one training of each model")
     deterministic = ev.coverage([ev.ModelRuns(one, deterministic=True)] * 2)
     assert not deterministic.covers_seeds and "no training noise" in deterministic.describe()
     assert ev.coverage([ev.ModelRuns(three)]).describe() == "test images and training seeds (3 seeds)"

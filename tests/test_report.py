@@ -194,7 +194,7 @@ def test_edge_vs_region_claims_are_tested_on_the_evidence(rendered_evidence: tup
     section = _classical_section(rendered_evidence[1])
     assert f"a paired bootstrap over the same {N_EVIDENCE_IMAGES} test images" in section
     assert "Holm-corrected over the 3 comparisons below" in section
-    interval = r"\[95% interval ([-+]\d\.\d{3}), ([-+]\d\.\d{3})\], p (?:= \d\.\d{3}|< 0\.001) \(Holm\)"
+    interval = r"\[95% interval ([-+]\d\.\d{3}), ([-+]\d\.\d{3})\], p (?:= \d\.\d{3}|< 0\.001) \(Holm; noise covered: .*?\)"
     for label, verdict, sign in [
         (r"Region minus edge, on average:\*\* -\d\.\d{3} mIoU ", "edge-based methods segment better here", -1),
         (r"Best region minus best edge:\*\* classical-slic minus classical-canny, \+\d\.\d{3} mIoU ",
@@ -560,7 +560,7 @@ def test_the_monte_carlo_section_appears_only_with_monte_carlo_results(
     assert first["Latency p50, 1 pass / T passes (ms)"] == "100.0 / 1,000.0"
     second = _table(markdown, "Monte-Carlo dropout", index=1)[model]
     assert re.fullmatch(r"0\.\d{3} → 0\.\d{3}", second["ECE, 1 pass → MC"])
-    assert re.fullmatch(r"0\.\d{3}", second["AUROC"]) and re.fullmatch(r"0\.\d{3}", second["PAvPU"])
+    assert re.fullmatch(r"0\.\d{3}", second["AUROC"]) and re.fullmatch(r"0\.\d{3}", second["PAvPU (pixel-level)"])
     assert "![Monte-Carlo sample curve](mc_sample_curve.png)" in section
     assert "![Uncertainty maps](mc_uncertainty_gallery.png)" in section
     assert f"below the prediction of {model} (Monte-Carlo dropout), its predictive entropy" in markdown

@@ -139,10 +139,10 @@ class Coverage:
             counts = f"{self.seeds[0]}-{self.seeds[-1]}" if len(self.seeds) > 1 else str(self.seeds[0])
             return f"test images and training seeds ({counts} seeds)"
         if not self.seeds:
-            return "test images (deterministic methods: no training noise)"
+            return "test images, all the noise of deterministic methods"
         if max(self.seeds) == 1:
-            return "test images only: one training of each model"
-        return "test images only: a model in it has one training, whose seed noise cannot be estimated"
+            return "test images only, one training of each model"
+        return "test images only, since a model in it has one training"
 
 
 def coverage(models: Sequence[ModelRuns]) -> Coverage:
