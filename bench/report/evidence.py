@@ -21,7 +21,7 @@ test says which noise it covers (:func:`coverage`, the one place that chooses ho
   (estimated, S - 1 degrees of freedom), and the interval and p-value are Student's t with
   Welch-Satterthwaite degrees of freedom. With 3 seeds, resampling the seeds instead understates
   their variance by a third and takes it as known: two models of equal expected mIoU were called
-  different about 8-10% of the time at a nominal 5%.
+  different up to 14.5% of the time at a nominal 5% (tests/test_evidence.py's simulation).
 - Otherwise (a trained model with one seed: its training noise cannot be estimated; or every model
   deterministic): a percentile bootstrap over the test images, which covers their noise only: with
   one seed it holds for one training of each model.
