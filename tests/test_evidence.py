@@ -487,8 +487,9 @@ def test_auroc_from_histograms_matches_the_exact_rank_auroc() -> None:
     shape = (4, 64, 64)
     probs = tf.nn.softmax(rng.normal(scale=2.0, size=(*shape, 3)).astype(np.float32)).numpy()
     labels = _sample_labels(rng, probs)
-    correct, wrong = entropy_histograms(labels, probs).numpy()
-    assert correct.sum() + wrong.sum() == labels.size
+    per_image = entropy_histograms(labels, probs).numpy()
+    assert per_image.shape == (shape[0], 2, ENTROPY_BINS) and (per_image.sum(axis=(1, 2)) == 64 * 64).all()
+    correct, wrong = per_image.sum(axis=0)
     assert entropy_histograms(labels, probs, ignore_border=True).numpy().sum() == (labels != 2).sum()
     entropy = -(probs * np.log(probs)).sum(-1).ravel()
     is_wrong = (probs.argmax(-1) != labels).ravel()
@@ -499,6 +500,20 @@ def test_auroc_from_histograms_matches_the_exact_rank_auroc() -> None:
     resolution = (correct * wrong).sum() / (2 * n_wrong * n_correct)  # the within-bin pairs' share
     assert abs(binned - exact) <= resolution + 1e-4
     assert abs(binned - exact) < 0.01 and exact > 0.6
+
+
+def test_entropy_histograms_count_a_batch_past_2_24_pixels_exactly() -> None:
+    # A float32 sum of ones stops at 2**24 = 16,777,216: this batch has 16,384 pixels more, every
+    # one correct and of the same entropy. Counted per image (16,384 pixels each), all are kept.
+    n, size = 1025, 128
+    probs = tf.broadcast_to(tf.constant([0.9, 0.1]), (n, size, size, 2))
+    entropy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1)) / math.log(2)
+    counts = tf.function(entropy_histograms)(tf.zeros((n, size, size), tf.uint8), probs).numpy()
+    expected = np.zeros((2, ENTROPY_BINS), np.int64)
+    expected[0, int(entropy * ENTROPY_BINS)] = n * size * size
+    assert n * size * size > 2**24
+    np.testing.assert_array_equal(counts.reshape(-1, 2, ENTROPY_BINS).sum(axis=0, dtype=np.int64), expected)
+    assert counts.shape == (n, 2, ENTROPY_BINS) and counts.dtype == np.int32
 
 
 def test_pavpu_and_auroc_on_a_hand_example() -> None:
@@ -555,3 +570,5 @@ def test_mc_dropout_sampling_is_reproducible_for_a_seed() -> None:
     curve = ev.sample_curve(first)
     assert curve["samples"].tolist() == [1, 2, 5, 10] and curve[["miou", "ece"]].notna().all().all()
     assert first["mc_curve_confusion"].sum(axis=(1, 2)).tolist() == [2 * 16 * 16] * 4
+    # The host sums the per-image entropy histograms: every pixel once, stored as int32.
+    assert first["mc_entropy_histogram"].dtype == np.int32 and first["mc_entropy_histogram"].sum() == 2 * 16 * 16
