@@ -1,8 +1,8 @@
 """Per-image evidence measured on the device during evaluation (issue #12).
 
 Every function here is TensorFlow ops on one batch: masks ``(N, H, W)`` (or ``(N, H, W, 1)``) of
-class ids and logits ``(N, H, W, C)``. Only small per-image arrays (tens of numbers an image) and
-per-batch histograms leave the device; no per-pixel tensor is copied to the host. The report
+class ids and logits ``(N, H, W, C)``. Only small per-image arrays (at most a few hundred numbers
+an image) leave the device; no per-pixel tensor is copied to the host. The report
 (:mod:`bench.report.evidence`) turns the stored arrays into numbers, intervals and tests.
 
 What is measured, per image unless noted:
@@ -23,9 +23,10 @@ predictive entropy histograms of correct and wrong pixels (AUROC and PAvPU, Mukh
 arXiv:1811.12709) and the mIoU/ECE curve after the first t samples, without holding T copies.
 
 Implementation notes, for running inside a traced, deterministic evaluation on a GPU: counts are
-``unsorted_segment_sum`` of float32 ones (exact: every segment holds at most H*W < 2**24 pixels;
-deterministic GPU kernels exist under ``enable_op_determinism``), index arithmetic is int64 (TF
-keeps int32 arithmetic in host memory on GPUs), and results are cast to int32 only at the end.
+``unsorted_segment_sum`` of float32 ones, per image (exact: every segment holds at most H*W < 2**24
+pixels, where a float32 sum of ones still counts by one; deterministic GPU kernels exist under
+``enable_op_determinism``), index arithmetic is int64 (TF keeps int32 arithmetic in host memory on
+GPUs), results are cast to int32 only at the end, and the host sums images in int64.
 
 Why one module of this size: every evidence array is measured in one traced step on the device;
 their definitions (bands, bins, MC curve) stay side by side so that the step stays one.
@@ -338,11 +339,15 @@ def running_means(samples: Iterable[Any], points: Sequence[int]) -> Iterator[tup
 
 
 def entropy_histograms(masks: Any, probs: Any, bins: int = ENTROPY_BINS, ignore_border: bool = False) -> tf.Tensor:
-    """Pixel counts by predictive-entropy bin ``(2, bins)`` int32: row 0 correct, row 1 wrong.
+    """Per-image pixel counts by predictive-entropy bin ``(N, 2, bins)`` int32: ``[n, 0]`` correct
+    pixels, ``[n, 1]`` wrong ones.
 
     A pixel is wrong when ``argmax(probs) != true class``. Bins split [0, log C] equally; the
     entropy of the maximum (uniform) lands in the last bin. Border pixels count unless
     ``ignore_border`` (the default keeps them, as the 3-class mIoU and ECE do).
+
+    Per image, because the counts are float32 sums of ones: one image's are exact (H*W < 2**24),
+    a batch's would stop at 2**24 (64 images of 512x512 reach it); the host sums them in int64.
     """
     t = _class_ids(masks)
     probs = tf.cast(probs, tf.float32)
@@ -353,8 +358,10 @@ def entropy_histograms(masks: Any, probs: Any, bins: int = ENTROPY_BINS, ignore_
     weight = tf.ones_like(entropy)
     if ignore_border:
         weight = tf.cast(tf.not_equal(t, BORDER), tf.float32)
-    counts = _segment_counts(weight, wrong * bins + b, tf.constant(2 * bins, tf.int64))
-    return tf.reshape(tf.cast(counts, tf.int32), [2, bins])
+    n = tf.shape(t, out_type=tf.int64)[0]
+    ids = (tf.range(n, dtype=tf.int64)[:, None, None] * 2 + wrong) * bins + b
+    counts = _segment_counts(weight, ids, n * 2 * bins)
+    return tf.reshape(tf.cast(counts, tf.int32), [-1, 2, bins])
 
 
 def _curve_stats(masks: tf.Tensor, probs: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -397,7 +404,7 @@ class MCDropoutAccumulator:
                 value = value.sum(axis=0, dtype=_wide(value))
                 total = self._totals.setdefault(key, np.zeros((len(self.points), *value.shape), dtype=_wide(value)))
                 total[i] += value
-        self._histogram += self._entropy(masks, mean).numpy()
+        self._histogram += self._entropy(masks, mean).numpy().sum(axis=0, dtype=np.int64)
         self._batches += 1
         return mean
 

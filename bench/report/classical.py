@@ -4,8 +4,10 @@ Each classical run's family (``edge`` or ``region``) is read from its record.jso
 runner stored it (``classical_family``); every number is a stored metric or a mean of stored
 metrics over methods. Nothing is recomputed from predictions. Each claim that one side is better
 (family against family, best against best, best deep model against best classical) is a paired
-bootstrap test on the per-image evidence, Holm-corrected over the section's comparisons; without
-evidence the section gives the differences and says they are untested.
+test on the per-image evidence (:func:`bench.report.evidence.contrast`: the classical methods are
+deterministic, the network's seeds enter where it has several), Holm-corrected over the section's
+comparisons, and says which noise it covers; without evidence the section gives the differences
+and says they are untested.
 """
 
 from __future__ import annotations
@@ -181,7 +183,9 @@ def claims(cmp: ClassicalComparison, evidence: EvidenceSummary | None) -> list[C
     confusions = _confusions(evidence, models)
     if confusions is None:
         return out
-    by_model = dict(zip(models, confusions, strict=True))
+    # The classical methods draw no random number: no seed variance. The deep model's is estimated.
+    fixed = set(cmp.table["model"])
+    by_model = {m: ev.ModelRuns(c, m in fixed) for m, c in zip(models, confusions, strict=True)}
     resamples = ev.resamples_for_tests(len(out))
     tests = [ev.paired_group_test([by_model[m] for m in c.a], [by_model[m] for m in c.b], n_resamples=resamples)
              for c in out]
@@ -195,7 +199,7 @@ def _line(claim: Claim) -> str:
         return f"{claim.text}; no per-image evidence, so untested: the difference may be noise."
     p = tables.fmt_p(claim.p_holm)
     shown = (f"{claim.text} [95% interval {claim.test.low:+.3f}, {claim.test.high:+.3f}], "
-             f"p {p if p.startswith('<') else '= ' + p} (Holm)")
+             f"p {p if p.startswith('<') else '= ' + p} (Holm; noise covered: {claim.test.coverage.describe()})")
     if claim.p_holm > ev.ALPHA:
         return f"{shown}: the test images cannot tell them apart."
     return f"{shown}: {claim.better if claim.difference > 0 else claim.worse}."
@@ -205,9 +209,14 @@ def _method_note(made: list[Claim], evidence: EvidenceSummary | None) -> str:
     tested = [c for c in made if c.test is not None]
     if not tested:
         return ""
-    return (f" Intervals and p-values: a paired bootstrap over the same {evidence.n_images} test images "
-            f"({ev.resamples_for_tests(len(tested)):,} resamples, seed {ev.RESAMPLING_SEED}; seeds resampled too) "
-            f"of the difference in mean pooled mIoU, Holm-corrected over the {len(tested)} "
+    seeds = any(c.test.coverage.covers_seeds for c in tested)
+    how = (f"a paired bootstrap over the same {evidence.n_images} test images "
+           f"({ev.resamples_for_tests(len(tested)):,} resamples, seed {ev.RESAMPLING_SEED}) of the difference in mean "
+           "pooled mIoU")
+    if seeds:
+        how += (" (a t-test where the network's seeds enter: its standard error adds their variance to the "
+                "bootstrap's, Welch-Satterthwaite degrees of freedom)")
+    return (f" Intervals and p-values: {how}, Holm-corrected over the {len(tested)} "
             f"comparison{'s' * (len(tested) != 1)} below; a side is called better only when the corrected p-value "
             "is at most 0.05.")
 

@@ -11,20 +11,31 @@ PAvPU) live in :mod:`bench.metrics`, which the runner also uses to store them as
 are re-exported here: one definition of each, and the worker never loads the report package.
 ``pooled`` and ``per-image`` mIoU differ on purpose (see there).
 
-Intervals are percentile bootstrap intervals over test images; with several seeds the resampling
-is hierarchical: each replicate draws the seeds with replacement, then one draw of the images
-shared by all of them (the seeds saw the same images, so the image draw is common), and the
-statistic is the mean over the drawn seeds of each seed's pooled value.
+A model's statistic is the mean over its seeds of each seed's pooled value. Every interval and
+test says which noise it covers (:func:`coverage`, the one place that chooses how it is made):
+
+- Every trained model of the claim has two or more seeds (a deterministic model, which draws no
+  random number, needs none): the claim covers the test images and the training seeds. The
+  standard error adds the image-bootstrap variance of the estimate (one image draw common to
+  every model and seed, the seeds kept) to each trained model's seed variance ``s^2 / S``
+  (estimated, S - 1 degrees of freedom), and the interval and p-value are Student's t with
+  Welch-Satterthwaite degrees of freedom. With 3 seeds, resampling the seeds instead understates
+  their variance by a third and takes it as known: two models of equal expected mIoU were called
+  different up to 14.5% of the time at a nominal 5% (tests/test_evidence.py's simulation).
+- Otherwise (a trained model with one seed: its training noise cannot be estimated; or every model
+  deterministic): a percentile bootstrap over the test images, which covers their noise only: with
+  one seed it holds for one training of each model.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from bench.metrics import (  # noqa: F401 (re-exported: the report's statistics use the runner's definitions)
     PAVPU_THRESHOLD,
@@ -77,28 +88,101 @@ def sample_curve(evidence: Evidence) -> pd.DataFrame:
     })
 
 
+# === Which noise a claim covers ===
+
+#: How an interval or a test is made (:func:`coverage` decides): a Student-t design whose standard
+#: error adds the seed-to-seed variance to an image bootstrap's, or a percentile bootstrap over the
+#: test images alone.
+SEEDS_AND_IMAGES = "seeds and images"
+IMAGES = "images"
+
+
+@dataclass(frozen=True)
+class ModelRuns:
+    """One model's per-image evidence over its seeds, ``(S, N, *item)``, and whether it is deterministic.
+
+    A deterministic model (a classical segmenter, which draws no random number) has no seed-to-seed
+    variance: it is known to be zero, not estimated, so one run of it is all its runs.
+    """
+
+    counts: np.ndarray
+    deterministic: bool = False
+
+    @property
+    def seeds(self) -> int:
+        return int(self.counts.shape[0])
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which noise an interval or a test covers.
+
+    Attributes:
+        method: :data:`SEEDS_AND_IMAGES` when every trained model of the claim has two or more seeds
+            (their seed variance is estimated and enters a t-interval and t-test); :data:`IMAGES`
+            when some trained model has one seed (its training noise cannot be estimated) or every
+            model is deterministic: a percentile bootstrap over the test images.
+        seeds: The distinct seed counts of the trained (not deterministic) models, ascending; ()
+            when every model is deterministic.
+    """
+
+    method: str
+    seeds: tuple[int, ...]
+
+    @property
+    def covers_seeds(self) -> bool:
+        return self.method == SEEDS_AND_IMAGES
+
+    def describe(self) -> str:
+        """What the claim covers, in a few words for the page."""
+        if self.covers_seeds:
+            counts = f"{self.seeds[0]}-{self.seeds[-1]}" if len(self.seeds) > 1 else str(self.seeds[0])
+            return f"test images and training seeds ({counts} seeds)"
+        if not self.seeds:
+            return "test images, all the noise of deterministic methods"
+        if max(self.seeds) == 1:
+            return "test images only, one training of each model"
+        return "test images only, since a model in it has one training"
+
+
+def coverage(models: Sequence[ModelRuns]) -> Coverage:
+    """How an interval or test of ``models`` is made, and so which noise it covers: the one place
+    that chooses between the seed-and-image t-design and the image bootstrap."""
+    seeds = tuple(sorted({m.seeds for m in models if not m.deterministic}))
+    return Coverage(SEEDS_AND_IMAGES if seeds and seeds[0] >= 2 else IMAGES, seeds)
+
+
 # === Resampling ===
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate and its percentile bootstrap interval."""
+    """A point estimate, its 95% interval, and which noise the interval covers.
+
+    ``df``: the Welch-Satterthwaite degrees of freedom of a seed-and-image t-interval; NaN for a
+    percentile bootstrap.
+    """
 
     estimate: float
     low: float
     high: float
     n_resamples: int
     seed: int
+    coverage: Coverage
+    df: float = math.nan
 
 
 @dataclass(frozen=True)
 class PairedTest:
-    """``difference`` = statistic(a) - statistic(b) on the same images, its interval and p-value."""
+    """``difference`` = statistic(a) - statistic(b) on the same images, its interval, p-value and
+    what they cover (``df`` as :class:`Interval`'s)."""
 
     difference: float
     low: float
     high: float
     p_value: float
+    coverage: Coverage
+    df: float = math.nan
 
 
 def stack_seeds(runs: Sequence[Evidence], key: str = "confusion") -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +215,13 @@ def _with_seed_axis(per_image: np.ndarray, item_ndim: int) -> np.ndarray:
     return a.astype(np.int64) if np.issubdtype(a.dtype, np.integer) else a.astype(np.float64)
 
 
+def _runs(model: ModelRuns | np.ndarray, item_ndim: int) -> ModelRuns:
+    """A model's evidence with its seed axis; a bare array is a trained model's."""
+    if isinstance(model, ModelRuns):
+        return ModelRuns(_with_seed_axis(model.counts, item_ndim), model.deterministic)
+    return ModelRuns(_with_seed_axis(model, item_ndim))
+
+
 def _image_weights(rng: np.random.Generator, n_images: int, n_resamples: int) -> Iterator[np.ndarray]:
     """How often each image is drawn, ``(block, N)`` int64, block after block."""
     for start in range(0, n_resamples, _BLOCK):
@@ -139,14 +230,26 @@ def _image_weights(rng: np.random.Generator, n_images: int, n_resamples: int) ->
         yield np.bincount(draws.ravel(), minlength=size * n_images).reshape(size, n_images)
 
 
+def _weighted_sums(weights: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """``(B, S, K)`` sums over images of ``flat`` ``(S, N, K)``, image n counted ``weights[b, n]`` times."""
+    if np.issubdtype(flat.dtype, np.integer):
+        # Integer matmul: NumPy's own loops (no BLAS), exact, and three times einsum's speed.
+        s, n, k = flat.shape
+        return (weights @ flat.transpose(1, 0, 2).reshape(n, s * k)).reshape(len(weights), s, k)
+    # einsum without optimize: its own loops, no BLAS threads, the same bits every time.
+    return np.einsum("bn,snk->bsk", weights.astype(np.float64), flat, optimize=False)
+
+
 def _replicates(
     groups: Sequence[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray], n_resamples: int, seed: int
 ) -> list[np.ndarray]:
-    """Bootstrap replicates ``(B,)`` of ``statistic`` for each ``(S, N, ...)`` array, images paired.
+    """Image-bootstrap replicates ``(B,)`` of each ``(S, N, ...)`` array's mean over its seeds of
+    ``statistic`` applied to that seed's resampled image sums.
 
-    Each replicate draws every group's seeds independently and one image draw common to all
-    groups; the statistic of a group is the mean over its drawn seeds of ``statistic`` applied to
-    that seed's resampled image sums.
+    One image draw is common to every group and every seed (they saw the same images); the seeds
+    are kept, not resampled: their variance enters through :func:`_seed_terms`, where it is
+    estimated with its degrees of freedom (resampling 3 seeds understates it by a third and treats
+    it as known).
     """
     if n_resamples < MIN_RESAMPLES:
         raise ValueError(f"n_resamples must be at least {MIN_RESAMPLES}, got {n_resamples}.")
@@ -154,18 +257,13 @@ def _replicates(
     if any(g.shape[1] != n_images for g in groups):
         raise ValueError("paired resampling needs the same images in every group")
     rng = np.random.default_rng(seed)
-    seed_draws = [rng.integers(0, g.shape[0], size=(n_resamples, g.shape[0])) for g in groups]
     out = [np.empty(n_resamples) for _ in groups]
     start = 0
     for weights in _image_weights(rng, n_images, n_resamples):
         block = slice(start, start + len(weights))
-        for g, draws, o in zip(groups, seed_draws, out):
-            flat = g.reshape(g.shape[0], n_images, -1)
-            w = weights if np.issubdtype(flat.dtype, np.integer) else weights.astype(np.float64)
-            # einsum without optimize: its own loops, no BLAS threads, the same bits every time.
-            sums = np.einsum("bn,snk->bsk", w, flat, optimize=False)
-            picked = np.take_along_axis(sums, draws[block][:, :, None], axis=1)
-            values = statistic(picked.reshape(len(weights), g.shape[0], *g.shape[2:]))
+        for g, o in zip(groups, out):
+            sums = _weighted_sums(weights, g.reshape(g.shape[0], n_images, -1))
+            values = statistic(sums.reshape(len(weights), *g.shape[:1], *g.shape[2:]))
             with np.errstate(invalid="ignore"):
                 o[block] = values.mean(axis=1)
         start += len(weights)
@@ -177,8 +275,108 @@ def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def bootstrap_interval(
-    per_image: np.ndarray,
+def _per_seed(model: ModelRuns, statistic: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The statistic of each seed's image sums, ``(S,)``."""
+    return np.asarray(statistic(model.counts.sum(axis=1)), dtype=np.float64)
+
+
+def _seed_terms(
+    a: Sequence[ModelRuns], b: Sequence[ModelRuns], statistic: Callable[[np.ndarray], np.ndarray], paired_seeds: bool
+) -> list[tuple[float, int]]:
+    """The training noise of mean(a) - mean(b): ``(variance, degrees of freedom)`` per trained model.
+
+    A side's statistic is the mean of its models' seed means, so a model's term is
+    ``s^2 / S / k^2`` (sample variance over its S seeds, k models on its side). Paired by seed
+    (``a[0]`` and ``b[0]`` are two evaluations of the same trained weights), the term is that of the
+    per-seed differences. Deterministic models have none.
+    """
+    if paired_seeds:
+        (x,), (y,) = a, b
+        d = _per_seed(x, statistic) - _per_seed(y, statistic)
+        return [] if x.deterministic else [(float(np.var(d, ddof=1)) / d.size, d.size - 1)]
+    terms = []
+    for side in (a, b):
+        for model in side:
+            if not model.deterministic:
+                m = _per_seed(model, statistic)
+                terms.append((float(np.var(m, ddof=1)) / m.size / len(side) ** 2, m.size - 1))
+    return terms
+
+
+def _t_design(
+    estimate: float, image_replicates: np.ndarray, n_images: int, seed_terms: list[tuple[float, int]], confidence: float
+) -> tuple[float, float, float, float]:
+    """``(low, high, p, df)`` of ``estimate`` with standard error ``sqrt(V_img + sum of seed terms)``.
+
+    V_img is the image-bootstrap variance (N - 1 degrees of freedom); the degrees of freedom of
+    the sum are Welch-Satterthwaite's, so that few seeds widen the interval as a t-test's would.
+    """
+    v_img = float(np.nanvar(image_replicates, ddof=1))
+    parts = [(v_img, n_images - 1), *seed_terms]
+    variance = sum(v for v, _ in parts)
+    if variance <= 0:  # no noise at all: the estimate is exact
+        return estimate, estimate, float(estimate == 0), math.inf
+    df = variance**2 / sum(v**2 / k for v, k in parts if v > 0)
+    se = math.sqrt(variance)
+    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
+    p = float(2 * scipy_stats.t.sf(abs(estimate) / se, df))
+    return estimate - half, estimate + half, min(1.0, p), float(df)
+
+
+def contrast(
+    a: Sequence[ModelRuns | np.ndarray],
+    b: Sequence[ModelRuns | np.ndarray] = (),
+    *,
+    statistic: Callable[[np.ndarray], np.ndarray] = miou_of,
+    item_ndim: int = 2,
+    paired_seeds: bool = False,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = RESAMPLING_SEED,
+    confidence: float = CONFIDENCE,
+) -> PairedTest:
+    """The mean statistic of models ``a`` minus that of models ``b`` (0 without ``b``), its interval
+    and two-sided p-value, made as :func:`coverage` chooses.
+
+    A model's statistic is the mean over its seeds of each seed's pooled value; a side's, the mean
+    over its models. Every model is resampled with one image draw common to all (paired on the
+    same images). Seed-and-image t-design: standard error from the image bootstrap's variance plus
+    each trained model's seed variance, t with Welch-Satterthwaite degrees of freedom. Image
+    bootstrap: the percentile interval of the replicates and ``p = min(1, 2 (1 + #{d* on the far
+    side of 0}) / (B + 1))``, so p < alpha exactly when 0 lies outside the (1 - alpha) interval
+    (up to the +1 that keeps p above 0).
+
+    Args:
+        a, b: Per model, ``(N, *item)`` or ``(S, N, *item)`` per-image counts (a bare array: a
+            trained model) or :class:`ModelRuns`; images in the same order for every model.
+        statistic: Maps summed items ``(..., *item)`` to values ``(...)``: :func:`miou_of` for
+            confusion counts, :func:`ratio` for ``[numerator, denominator]`` pairs.
+        item_ndim: ``len(item)``.
+        paired_seeds: ``a`` and ``b`` are one model each whose seed s is the same trained weights
+            on both sides (Monte-Carlo and deterministic passes): the seed term is that of the
+            per-seed differences.
+    """
+    if not a:
+        raise ValueError("a paired group test needs at least one model on each side")
+    ra, rb = [_runs(m, item_ndim) for m in a], [_runs(m, item_ndim) for m in b]
+    if paired_seeds and (len(ra) != 1 or len(rb) != 1 or ra[0].seeds != rb[0].seeds):
+        raise ValueError("a test paired by seed needs one model a side with the same seeds")
+    cover = coverage([*ra, *rb])
+    reps = _replicates([m.counts for m in (*ra, *rb)], statistic, n_resamples, seed)
+    d = np.mean(reps[: len(ra)], axis=0) - (np.mean(reps[len(ra):], axis=0) if rb else 0)
+    mean_a = float(np.mean([np.mean(_per_seed(m, statistic)) for m in ra]))
+    estimate = mean_a - float(np.mean([np.mean(_per_seed(m, statistic)) for m in rb])) if rb else mean_a
+    if cover.covers_seeds:
+        terms = _seed_terms(ra, rb, statistic, paired_seeds)
+        low, high, p, df = _t_design(estimate, d, ra[0].counts.shape[1], terms, confidence)
+        return PairedTest(estimate, low, high, p, cover, df)
+    low, high = _percentiles(d, confidence)
+    tail = min(int(np.sum(d <= 0)), int(np.sum(d >= 0)))
+    p = min(1.0, 2 * (1 + tail) / (n_resamples + 1))
+    return PairedTest(estimate, low, high, p, cover)
+
+
+def interval(
+    per_image: ModelRuns | np.ndarray,
     statistic: Callable[[np.ndarray], np.ndarray],
     item_ndim: int,
     *,
@@ -186,94 +384,79 @@ def bootstrap_interval(
     seed: int = RESAMPLING_SEED,
     confidence: float = CONFIDENCE,
 ) -> Interval:
-    """Percentile bootstrap interval of a statistic of image sums (hierarchical over seeds).
+    """A model's statistic (mean over its seeds of each seed's pooled value) and its 95% interval:
+    :func:`contrast` of the model alone.
 
     Args:
-        per_image: ``(N, *item)`` or ``(S, N, *item)`` per-image arrays (counts or sums).
+        per_image: ``(N, *item)`` or ``(S, N, *item)`` per-image arrays (counts or sums), or
+            :class:`ModelRuns`.
         statistic: Maps summed items ``(..., *item)`` to values ``(...)``, e.g. :func:`miou_of`.
         item_ndim: ``len(item)``: 2 for confusion matrices, 1 for ``[numerator, denominator]``.
     """
-    groups = _with_seed_axis(per_image, item_ndim)
-    (reps,) = _replicates([groups], statistic, n_resamples, seed)
-    estimate = float(np.mean(statistic(groups.sum(axis=1))))
-    return Interval(estimate, *_percentiles(reps, confidence), n_resamples=n_resamples, seed=seed)
+    c = contrast([per_image], statistic=statistic, item_ndim=item_ndim, n_resamples=n_resamples, seed=seed,
+                 confidence=confidence)
+    return Interval(c.difference, c.low, c.high, n_resamples=n_resamples, seed=seed, coverage=c.coverage, df=c.df)
 
 
 def miou_interval(
-    confusion: np.ndarray,
+    confusion: ModelRuns | np.ndarray,
     *,
     n_resamples: int = N_RESAMPLES,
     seed: int = RESAMPLING_SEED,
     confidence: float = CONFIDENCE,
 ) -> Interval:
-    """Bootstrap interval of the pooled mIoU of ``(N, C, C)`` or ``(S, N, C, C)`` per-image counts."""
-    return bootstrap_interval(confusion, miou_of, 2, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    """Interval of the pooled mIoU of ``(N, C, C)`` or ``(S, N, C, C)`` per-image counts."""
+    return interval(confusion, miou_of, 2, n_resamples=n_resamples, seed=seed, confidence=confidence)
 
 
 def ratio_interval(
-    counts: np.ndarray,
+    counts: ModelRuns | np.ndarray,
     *,
     n_resamples: int = N_RESAMPLES,
     seed: int = RESAMPLING_SEED,
     confidence: float = CONFIDENCE,
 ) -> Interval:
-    """Bootstrap interval of ``sum(num) / sum(den)`` of ``(N, 2)`` or ``(S, N, 2)`` per-image pairs.
+    """Interval of ``sum(num) / sum(den)`` of ``(N, 2)`` or ``(S, N, 2)`` per-image pairs.
 
     Boundary IoU (``boundary_iou_counts``), foreground IoU (:func:`foreground_iou_counts`), or
     NLL/Brier per pixel (``stack([nll_sum, pixels], -1)``).
     """
-    return bootstrap_interval(counts, ratio, 1, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    return interval(counts, ratio, 1, n_resamples=n_resamples, seed=seed, confidence=confidence)
 
 
-def paired_bootstrap_test(
-    a: np.ndarray,
-    b: np.ndarray,
+def paired_test(
+    a: ModelRuns | np.ndarray,
+    b: ModelRuns | np.ndarray,
     *,
+    paired_seeds: bool = False,
     n_resamples: int = N_RESAMPLES,
     seed: int = RESAMPLING_SEED,
     confidence: float = CONFIDENCE,
 ) -> PairedTest:
-    """Paired bootstrap test of pooled mIoU(a) - pooled mIoU(b) on the same images.
-
-    Both models are resampled with the same image draw (their seeds independently). The two-sided
-    p-value is ``min(1, 2 * (1 + min(#{d* <= 0}, #{d* >= 0})) / (B + 1))``: twice the bootstrap
-    mass on the far side of zero, so p < alpha exactly when 0 lies outside the (1 - alpha)
-    percentile interval of the difference (up to the +1 that keeps p above 0).
+    """Paired test of pooled mIoU(a) - pooled mIoU(b) on the same images: :func:`contrast` of one
+    model a side.
 
     Args:
-        a, b: ``(N, C, C)`` or ``(S, N, C, C)`` per-image confusion counts, images in the same order.
+        a, b: ``(N, C, C)`` or ``(S, N, C, C)`` per-image confusion counts, or :class:`ModelRuns`,
+            images in the same order.
+        paired_seeds: Seed s of ``a`` and of ``b`` share their weights (see :func:`contrast`).
     """
-    return paired_group_test([a], [b], n_resamples=n_resamples, seed=seed, confidence=confidence)
+    return contrast([a], [b], paired_seeds=paired_seeds, n_resamples=n_resamples, seed=seed, confidence=confidence)
 
 
 def paired_group_test(
-    a: Sequence[np.ndarray],
-    b: Sequence[np.ndarray],
+    a: Sequence[ModelRuns | np.ndarray],
+    b: Sequence[ModelRuns | np.ndarray],
     *,
     n_resamples: int = N_RESAMPLES,
     seed: int = RESAMPLING_SEED,
     confidence: float = CONFIDENCE,
 ) -> PairedTest:
-    """Paired bootstrap test of the mean pooled mIoU of models ``a`` minus that of models ``b``.
-
-    Every model is resampled with one image draw common to all (their seeds independently), so a
-    family of methods is compared with another on the same images; with one model a side this is
-    :func:`paired_bootstrap_test`. The p-value is that function's.
-
-    Args:
-        a, b: Per model, ``(N, C, C)`` or ``(S, N, C, C)`` per-image confusion counts, images in the
-            same order for every model.
-    """
-    if not a or not b:
+    """Paired test of the mean pooled mIoU of models ``a`` minus that of models ``b`` (a family of
+    methods against another, on the same images): :func:`contrast` with both sides non-empty."""
+    if not b:
         raise ValueError("a paired group test needs at least one model on each side")
-    ga, gb = [_with_seed_axis(x, 2) for x in a], [_with_seed_axis(x, 2) for x in b]
-    reps = _replicates([*ga, *gb], miou_of, n_resamples, seed)
-    d = np.mean(reps[: len(ga)], axis=0) - np.mean(reps[len(ga):], axis=0)
-    low, high = _percentiles(d, confidence)
-    tail = min(int(np.sum(d <= 0)), int(np.sum(d >= 0)))
-    p = min(1.0, 2 * (1 + tail) / (n_resamples + 1))
-    difference = float(np.mean([pooled_miou(g) for g in ga]) - np.mean([pooled_miou(g) for g in gb]))
-    return PairedTest(difference, low, high, p)
+    return contrast(a, b, n_resamples=n_resamples, seed=seed, confidence=confidence)
 
 
 def resamples_for_tests(comparisons: int, alpha: float = ALPHA) -> int:
@@ -298,26 +481,29 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 def tied_with_best(
     models: Mapping[str, Sequence[Evidence]],
     *,
+    deterministic: Collection[str] = (),
     alpha: float = ALPHA,
     n_resamples: int | None = None,
     seed: int = RESAMPLING_SEED,
 ) -> pd.DataFrame:
-    """Which models the test images cannot tell apart from the top one.
+    """Which models the evidence cannot tell apart from the top one.
 
     The models are ranked by pooled mIoU (mean over seeds; ties by name). Each model below #1 is
-    compared with #1 by :func:`paired_bootstrap_test`; the p-values are Holm-corrected over those
-    comparisons, and a model is tied with #1 when its corrected p-value is above ``alpha``.
-    ``n_resamples``: default :func:`resamples_for_tests` of the number of comparisons.
+    compared with #1 by :func:`paired_test`, which covers the training seeds too where both have
+    several (or are deterministic); the p-values are Holm-corrected over those comparisons, and a
+    model is tied with #1 when its corrected p-value is above ``alpha``. ``n_resamples``: default
+    :func:`resamples_for_tests` of the number of comparisons.
 
     Args:
         models: Model id -> the evidence of its runs (one per seed), as :func:`bench.evidence.load_evidence`
             reads them.
+        deterministic: The models that draw no random number (classical segmenters): no seed variance.
 
     Returns:
         One row per model, best first: ``model``, ``rank``, ``miou``, ``difference`` (its mIoU minus
-        #1's) with ``low`` and ``high``, its 95% percentile interval, ``p_value``, ``p_holm`` (NaN for
-        #1, also ``low`` and ``high``) and ``tied`` (True for #1 and every model not distinguishable
-        from it).
+        #1's) with ``low`` and ``high``, its 95% interval, ``p_value``, ``p_holm`` (NaN for #1, also
+        ``low`` and ``high``), ``tied`` (True for #1 and every model not distinguishable from it) and
+        ``coverage`` (the :class:`Coverage` of its comparison; #1's: of its own interval).
 
     Raises:
         ValueError: When the models were not evaluated on the same test images.
@@ -337,8 +523,9 @@ def tied_with_best(
     order = sorted(scores, key=lambda name: (-scores[name], name))
     if n_resamples is None:
         n_resamples = resamples_for_tests(len(order) - 1, alpha)
-    best = stacked[order[0]][0]
-    tests = [paired_bootstrap_test(stacked[name][0], best, n_resamples=n_resamples, seed=seed) for name in order[1:]]
+    runs = {name: ModelRuns(confusion, name in deterministic) for name, (confusion, _) in stacked.items()}
+    best = runs[order[0]]
+    tests = [paired_test(runs[name], best, n_resamples=n_resamples, seed=seed) for name in order[1:]]
     p = np.array([t.p_value for t in tests])
     p_holm = holm(p)
     return pd.DataFrame({
@@ -351,5 +538,6 @@ def tied_with_best(
         "p_value": [np.nan, *p],
         "p_holm": [np.nan, *p_holm],
         "tied": [True, *(p_holm > alpha)],
+        "coverage": [coverage([best]), *(t.coverage for t in tests)],
     })
 

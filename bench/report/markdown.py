@@ -124,21 +124,25 @@ def _at_a_glance(table: pd.DataFrame, pareto: pd.Series, device: str | None = No
     else:
         tied = evidence.tied
         untested = evidence.untested
+        coverages = list(test["coverage"].iloc[1:]) if "coverage" in test.columns else []
+        how = f"{tables.method_name(coverages)}, Holm-corrected, 5%"
+        covered = tables.noise_summary(coverages)
+        how += f"; {covered}" if covered else ""
         if len(tied) > 1:
             named = ", ".join(f"{m} ({tables.fmt_ratio(float(ok.loc[ok['model'] == m, 'miou'].iloc[0]))})"
                               for m in tied)
             lines.append(f"**Most accurate: no single model.** The test images cannot tell #1 from {len(tied) - 1} "
-                         f"other{'s' * (len(tied) > 2)} (paired bootstrap, Holm-corrected, 5%): the tied group is "
+                         f"other{'s' * (len(tied) > 2)} ({how}): the tied group is "
                          f"{named}. See [{SIGNIFICANCE}](#{anchor(SIGNIFICANCE)}).")
         elif untested:
-            lines.append(f"**Highest mIoU:** {tables.model_label(best)} ({score}), ahead of every tested model at 5% "
-                         f"(paired bootstrap, Holm); {len(untested)} model{'s' * (len(untested) != 1)} without "
+            lines.append(f"**Highest mIoU:** {tables.model_label(best)} ({score}), ahead of every tested model "
+                         f"({how}); {len(untested)} model{'s' * (len(untested) != 1)} without "
                          f"per-image evidence could not be tested ({', '.join(untested)}).")
         elif len(ok) == 1:
             lines.append(f"**Most accurate:** {tables.model_label(best)} ({score}), the only ranked model.")
         else:
             lines.append(f"**Most accurate:** {tables.model_label(best)} ({score}): ahead of every other model on "
-                         "the same test images (paired bootstrap, Holm-corrected, 5%).")
+                         f"the same test images ({how}).")
     if "latency_p50_ms" in ok.columns and ok["latency_p50_ms"].notna().any():
         fast = ok.sort_values(["latency_p50_ms", "model"], kind="stable").iloc[0]
         where = f" (on {device})" if device else ""
@@ -256,23 +260,41 @@ def build_markdown(results: Results, runs: pd.DataFrame, superseded: pd.DataFram
 
 
 def _interval_kinds(table: pd.DataFrame, evidence: EvidenceSummary | None) -> tuple[list[str], list[str], list[str]]:
-    """Ranked models by the interval they have: ``(bootstrap, t, none)``."""
+    """Ranked models by the interval they have: ``(from the evidence, t over seeds, none)``."""
     ranked = table.dropna(subset=["miou"])
     kinds = dict(evidence.intervals["interval"]) if evidence is not None else {}
-    boot = [m for m in ranked["model"] if kinds.get(m) == "bootstrap"]
+    boot = [m for m in ranked["model"] if kinds.get(m) in ("bootstrap", "seeds")]
     t = [m for m in ranked["model"] if kinds.get(m) == "t" or (
         evidence is None and not pd.isna(ranked.loc[ranked["model"] == m, "miou_ci_low"].iloc[0]))]
     none = [m for m in ranked["model"] if m not in boot and m not in t]
     return boot, t, none
 
 
+def _evidence_intervals(evidence: EvidenceSummary, models: list[str], every: bool) -> str:
+    """How the intervals from the per-image evidence were made, and which noise each kind covers."""
+    coverage = evidence.intervals["coverage"]
+    seeds = [m for m in models if coverage[m].covers_seeds]
+    images = [m for m in models if not coverage[m].covers_seeds]
+    scope = ", for every model" if every else ""
+    text = []
+    if seeds:
+        text.append(f"**mIoU [95% interval]** of a model with several seeds{scope if not images else ''}: the mean "
+                    "over seeds ± Student's t (Welch-Satterthwaite degrees of freedom) times a standard error that "
+                    f"adds the seeds' variance to an image bootstrap's ({ev.N_RESAMPLES:,} resamples, fixed "
+                    f"resampling seed {ev.RESAMPLING_SEED}); noise covered: {coverage[seeds[0]].describe()}.")
+    if images:
+        lead = "Of a model with one seed" if seeds else "**mIoU [95% interval]**"
+        text.append(f"{lead}: a percentile bootstrap over the test images ({ev.N_RESAMPLES:,} resamples, fixed "
+                    f"resampling seed {ev.RESAMPLING_SEED}){scope if not seeds else ''}; noise covered: "
+                    f"{tables.noise_summary(coverage[m] for m in images)}.")
+    return " ".join(text)
+
+
 def _leaderboard_caption(table: pd.DataFrame, evidence: EvidenceSummary | None) -> str:
     boot, t, none = _interval_kinds(table, evidence)
     text = ["Ranked by mean mIoU (pooled over the test images) over the successful seeds, ties by model id."]
     if boot:
-        text.append(f"**mIoU [95% interval]**: a percentile bootstrap over the test images ({ev.N_RESAMPLES:,} "
-                    f"resamples, fixed resampling seed {ev.RESAMPLING_SEED}; over seeds first, then images, where a "
-                    "model has several seeds)" + (", for every model." if not t and not none else "."))
+        text.append(_evidence_intervals(evidence, boot, every=not t and not none))
     if t:
         text.append("*(t)*: no per-image evidence stored, so the interval is the t-distribution's over the seeds.")
     if none:

@@ -5,6 +5,7 @@ runs of other contexts. Each returns its Markdown lines; :mod:`bench.report.mark
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -57,13 +58,13 @@ def significance(table: pd.DataFrame, evidence: EvidenceSummary | None, figure: 
     else:
         n_images = evidence.n_images
         tied = evidence.tied
+        coverages = list(test["coverage"].iloc[1:])
         out += [
-            (f"Each model is compared with #1 on the same {n_images} test images: a paired bootstrap of the "
-            f"difference in pooled mIoU ({ev.resamples_for_tests(len(test) - 1):,} resamples, enough that the "
-            f"smallest corrected p-value the test can give is at most {ev.ALPHA / ev.P_RESOLUTION:g}; seed "
-            f"{ev.RESAMPLING_SEED}; a model's seeds are resampled too), two-sided, with Holm's correction over the "
-            f"{len(test) - 1} comparison{'s' * (len(test) != 2)}. A model is tied with #1 when its corrected "
-            "p-value is above 0.05: on these images it cannot be told apart from #1. "
+            (f"Each model is compared with #1 on the same {n_images} test images: {_test_method(coverages, len(test))}, "
+            f"two-sided, with Holm's correction over the {len(test) - 1} comparison{'s' * (len(test) != 2)}. A model "
+            "is tied with #1 when its corrected p-value is above 0.05: on these images "
+            f"{'and seeds ' if any(c.covers_seeds for c in coverages) else ''}it cannot be told apart from #1. "
+            f"{_noise_sentence(coverages)} "
             f"**Tied with #1 ({len(tied)} model{'s' * (len(tied) != 1)}):** {', '.join(tied)}."),
             "",
         ]
@@ -73,6 +74,32 @@ def significance(table: pd.DataFrame, evidence: EvidenceSummary | None, figure: 
     if evidence is not None and evidence.problems:
         out += ["Evidence that could not be used:", "", *[f"- {tables.escape_cell(p)}" for p in evidence.problems], ""]
     return out + figure_lines(figure)
+
+
+def _test_method(coverages: list[ev.Coverage], n_models: int) -> str:
+    """How the comparisons against #1 were made, as the significance section states it."""
+    resamples = ev.resamples_for_tests(n_models - 1)
+    boot = (f"a paired bootstrap of the difference in pooled mIoU ({resamples:,} resamples, enough that the "
+            f"smallest corrected p-value the test can give is at most {ev.ALPHA / ev.P_RESOLUTION:g}; seed "
+            f"{ev.RESAMPLING_SEED})")
+    seeds = ("a paired t-test of the difference in mean pooled mIoU over seeds, its standard error the image "
+             f"bootstrap's ({resamples:,} resamples, seed {ev.RESAMPLING_SEED}, one image draw for every seed) plus "
+             "each network's seed-to-seed variance, with Welch-Satterthwaite degrees of freedom")
+    kinds = {c.covers_seeds for c in coverages}
+    if kinds == {True}:
+        return seeds
+    if kinds == {False}:
+        return boot
+    return f"where every network has several seeds {seeds}; elsewhere {boot}"
+
+
+def _noise_sentence(coverages: list[ev.Coverage]) -> str:
+    """Which noise the comparisons cover, and what that leaves out."""
+    note = tables.noise_note(coverages)
+    if any(not c.covers_seeds and c.seeds and max(c.seeds) == 1 for c in coverages):
+        note += (" With one seed a network, its training noise is not measured: another training could "
+                 "reorder close models.")
+    return note
 
 
 def accuracy(results: Results, runs: pd.DataFrame, table: pd.DataFrame, evidence: EvidenceSummary | None) -> list[str]:
@@ -127,11 +154,14 @@ def monte_carlo(table: pd.DataFrame, evidence: EvidenceSummary | None, curve: Fi
         "",
         ("Models with dropout evaluated as Bayesian (Kendall et al., BMVC 2017): dropout left on at test time and the "
         "softmax of T stochastic passes averaged, beside the usual deterministic pass (dropout off). First the "
-        "mIoU of both, the Monte-Carlo one with its bootstrap interval, their paired difference on the same test "
-        "images, and the latency (batch 1, p50) of one pass and of the T passes; then the calibration of both, and "
-        "how well the predictive entropy of the T passes finds the wrong pixels: **AUROC**, the chance that a wrong "
-        "pixel is more uncertain than a right one, and **PAvPU** (Mukhoti & Gal 2018), the share of pixels that are "
-        "accurate and certain or inaccurate and uncertain, uncertain meaning an entropy above half of log 3."),
+        "mIoU of both, the Monte-Carlo one with its interval, their difference on the same test images, paired by "
+        "seed (a seed's two passes share its weights), and the latency (batch 1, p50) of one pass and of the T "
+        "passes; then the calibration of both, and how well the predictive entropy of the T passes finds the wrong "
+        "pixels: **AUROC**, the chance that a wrong pixel is more uncertain than a right one, and **PAvPU "
+        "(pixel-level)**, Mukhoti & Gal's (2018) patch accuracy vs patch uncertainty on 1×1 patches (the paper "
+        "scores patches of several pixels): the share of pixels that are accurate and certain or inaccurate and "
+        "uncertain, uncertain meaning an entropy above half of log 3."
+        + _mc_noise(evidence.mc_vs_deterministic.values() if evidence is not None else [])),
         "",
         tables.monte_carlo_table(mc, evidence.intervals if evidence is not None else None,
                                  evidence.mc_vs_deterministic if evidence is not None else {}),
@@ -141,6 +171,11 @@ def monte_carlo(table: pd.DataFrame, evidence: EvidenceSummary | None, curve: Fi
         *figure_lines(curve),
         *figure_lines(gallery),
     ]
+
+
+def _mc_noise(tests: Iterable[ev.PairedTest]) -> str:
+    note = tables.noise_note(t.coverage for t in tests)
+    return f" The difference's {note[0].lower()}{note[1:]}" if note else ""
 
 
 def device_note(selection: Selection) -> str:

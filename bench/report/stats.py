@@ -3,7 +3,7 @@
 Nothing here recomputes a metric from predictions. :func:`model_table` summarises the values the
 runner stored, one per run, across the seeds of a model (mean, std, a t-distribution 95% CI);
 :func:`evidence_summary` reads the runs' stored per-image evidence (``evidence.npz``) and hands it
-to :mod:`bench.report.evidence` for the bootstrap intervals and the test against the top model.
+to :mod:`bench.report.evidence` for the intervals and the test against the top model.
 """
 
 from __future__ import annotations
@@ -174,16 +174,18 @@ class EvidenceSummary:
         runs: Model -> the evidence of each of its successful runs (lowest seed first), for the
             models whose every successful run stored a readable ``evidence.npz``.
         missing: Ranked models without it (some or all of their runs stored none), in rank order.
-        intervals: One row per ranked model (index: model): ``miou_low``, ``miou_high`` and
-            ``interval`` (``bootstrap`` from the evidence, ``t`` over seeds without it, ``""``
-            none), ``boundary_low``/``boundary_high`` (bootstrap of Boundary IoU, NaN without
-            evidence) and ``mc_low``/``mc_high`` (bootstrap of the Monte-Carlo mIoU).
+        intervals: One row per ranked model (index: model): ``miou_low``, ``miou_high``,
+            ``interval`` (from the evidence: ``seeds``, over the seeds and images, or ``bootstrap``,
+            over the images only; ``t`` over seeds without evidence; ``""`` none), ``coverage``
+            (the evidence interval's :class:`bench.report.evidence.Coverage`, else None),
+            ``boundary_low``/``boundary_high`` (Boundary IoU, NaN without evidence) and
+            ``mc_low``/``mc_high`` (the Monte-Carlo mIoU), each made as the mIoU's.
         test: :func:`bench.report.evidence.tied_with_best` over the tested models (best first), or
             None when no test could be made (``no_test`` says why).
         untested: Ranked models left out of the test (no evidence), rank order.
         no_test: Why there is no test, or None.
-        mc_vs_deterministic: Model -> the paired test of its Monte-Carlo mIoU minus its
-            deterministic mIoU on the same images (MC models with evidence).
+        mc_vs_deterministic: Model -> the test of its Monte-Carlo mIoU minus its deterministic
+            mIoU on the same images, paired by seed (MC models with evidence).
         problems: One line per evidence file that could not be used (unreadable, other images).
     """
 
@@ -228,9 +230,10 @@ class EvidenceSummary:
         return stacked.groupby("samples", sort=True)[["miou", "ece"]].mean().reset_index()
 
 
-def _interval(runs: list[dict[str, np.ndarray]], key: str, kind: str) -> ev.Interval | None:
-    """A bootstrap interval over the model's seeds and images; None where the statistic is undefined."""
-    stacked, _ = ev.stack_seeds(runs, key)
+def _interval(runs: list[dict[str, np.ndarray]], key: str, kind: str, deterministic: bool) -> ev.Interval | None:
+    """The model's interval (over its images, and its seeds where :func:`bench.report.evidence.coverage`
+    says so); None where the statistic is undefined."""
+    stacked = ev.ModelRuns(ev.stack_seeds(runs, key)[0], deterministic)
     with warnings.catch_warnings():  # all-NaN replicates (no pet anywhere): an undefined interval, not a warning
         warnings.simplefilter("ignore", RuntimeWarning)
         iv = ev.miou_interval(stacked) if kind == "miou" else ev.ratio_interval(stacked)
@@ -266,35 +269,40 @@ def evidence_summary(results: Results, runs: pd.DataFrame, table: pd.DataFrame) 
         else:  # one seed without evidence: the model's interval and test would leave that seed out
             missing.append(model)
 
+    deterministic = set(ranked.loc[ranked["family"] == "classical", "model"])
     rows, mc_tests = {}, {}
     for _, row in ranked.iterrows():
         model = row["model"]
-        out = {"miou_low": math.nan, "miou_high": math.nan, "interval": "", "boundary_low": math.nan,
-               "boundary_high": math.nan, "mc_low": math.nan, "mc_high": math.nan}
+        fixed = model in deterministic
+        out = {"miou_low": math.nan, "miou_high": math.nan, "interval": "", "coverage": None,
+               "boundary_low": math.nan, "boundary_high": math.nan, "mc_low": math.nan, "mc_high": math.nan}
         if model in loaded:
             try:
-                miou = _interval(loaded[model], "confusion", "miou")
-                boundary = _interval(loaded[model], "boundary_iou_counts", "ratio")
+                miou = _interval(loaded[model], "confusion", "miou", fixed)
+                boundary = _interval(loaded[model], "boundary_iou_counts", "ratio", fixed)
                 if all("mc_confusion" in r for r in loaded[model]):
-                    mc = _interval(loaded[model], "mc_confusion", "miou")
+                    mc = _interval(loaded[model], "mc_confusion", "miou", fixed)
                     if mc is not None:
                         out.update(mc_low=mc.low, mc_high=mc.high)
-                    mc_tests[model] = ev.paired_bootstrap_test(ev.stack_seeds(loaded[model], "mc_confusion")[0],
-                                                               ev.stack_seeds(loaded[model], "confusion")[0])
+                    # Seed s of both passes is one set of weights: paired by seed, not resampled apart.
+                    mc_tests[model] = ev.paired_test(ev.stack_seeds(loaded[model], "mc_confusion")[0],
+                                                     ev.stack_seeds(loaded[model], "confusion")[0], paired_seeds=True)
             except ValueError as exc:  # its seeds saw different images: no interval of the model
                 problems.append(f"{model}: {exc}")
                 del loaded[model]
                 missing.append(model)
             else:
                 if miou is not None:
-                    out.update(miou_low=miou.low, miou_high=miou.high, interval="bootstrap")
+                    kind = "seeds" if miou.coverage.covers_seeds else "bootstrap"
+                    out.update(miou_low=miou.low, miou_high=miou.high, interval=kind, coverage=miou.coverage)
                 if boundary is not None:
                     out.update(boundary_low=boundary.low, boundary_high=boundary.high)
         if not out["interval"] and not (pd.isna(row.get("miou_ci_low")) or pd.isna(row.get("miou_ci_high"))):
             out.update(miou_low=row["miou_ci_low"], miou_high=row["miou_ci_high"], interval="t")
         rows[model] = out
     intervals = pd.DataFrame.from_dict(rows, orient="index") if rows else pd.DataFrame(
-        columns=["miou_low", "miou_high", "interval", "boundary_low", "boundary_high", "mc_low", "mc_high"])
+        columns=["miou_low", "miou_high", "interval", "coverage", "boundary_low", "boundary_high", "mc_low",
+                 "mc_high"])
     order = {m: i for i, m in enumerate(ranked["model"])}
     missing = sorted(set(missing), key=order.get)
 
@@ -308,7 +316,8 @@ def evidence_summary(results: Results, runs: pd.DataFrame, table: pd.DataFrame) 
     else:
         untested = [m for m in ranked["model"] if m not in loaded]
         try:
-            test = ev.tied_with_best({m: loaded[m] for m in ranked["model"] if m in loaded})
+            test = ev.tied_with_best({m: loaded[m] for m in ranked["model"] if m in loaded},
+                                     deterministic=deterministic)
         except ValueError as exc:  # the models saw different test images: no paired comparison
             no_test = " ".join(str(exc).split())
             untested = []

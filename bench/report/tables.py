@@ -7,12 +7,14 @@ number reads the same in every table.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import pandas as pd
 from tabulate import tabulate
 
 from bench.clock import format_duration
 from bench.report.comparable import OtherContext, synthetic
+from bench.report.evidence import Coverage
 from bench.report.stats import CLASS_METRICS
 
 DASH = "—"
@@ -189,20 +191,26 @@ def leaderboard_table(table: pd.DataFrame, intervals: pd.DataFrame | None = None
 
 def significance_table(test: pd.DataFrame, table: pd.DataFrame) -> str:
     """Every tested model against #1: the mIoU difference on the same images, its 95% interval,
-    the paired bootstrap p-value and its Holm correction, and whether it is tied with #1."""
+    the p-value and its Holm correction, and whether it is tied with #1; and which noise each
+    comparison covers, in a column of its own where they differ."""
     labels = {row["model"]: model_label(row) for _, row in table.iterrows()}
     ranks = {row["model"]: str(int(row["rank"])) for _, row in table.dropna(subset=["rank"]).iterrows()}
+    coverages = list(test["coverage"]) if "coverage" in test.columns else [None] * len(test)
+    # A column only where the comparisons differ in kind; the section's text says the rest.
+    per_row = len({c.covers_seeds for c in coverages[1:] if c is not None}) > 1
     rows = []
-    for i, row in enumerate(test.itertuples(index=False)):
+    for i, (row, cover) in enumerate(zip(test.itertuples(index=False), coverages, strict=True)):
         first = i == 0
         rows.append([
             ranks.get(row.model, DASH), labels.get(row.model, row.model), f"{row.miou:.3f}",
             DASH if first else f"{row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}]",
             DASH if first else fmt_p(row.p_value), DASH if first else fmt_p(row.p_holm),
             TIE_BEST if first else (TIE_YES if row.tied else TIE_NO),
+            *([DASH if first or cover is None else cover.describe()] if per_row else []),
         ])
-    return _render(rows, ["#", "Model", "mIoU", "Minus #1 [95% interval]", "p", "p (Holm)", "Tied with #1"],
-                   ["right", "left", "right", "right", "right", "right", "center"])
+    headers = ["#", "Model", "mIoU", "Minus #1 [95% interval]", "p", "p (Holm)", "Tied with #1"]
+    align = ["right", "left", "right", "right", "right", "right", "center"]
+    return _render(rows, headers + ["Noise covered"] * per_row, align + ["left"] * per_row)
 
 
 def fmt_p(p: float) -> str:
@@ -273,7 +281,8 @@ def monte_carlo_table(table: pd.DataFrame, intervals: pd.DataFrame | None, tests
 def monte_carlo_uncertainty_table(table: pd.DataFrame) -> str:
     """The Monte-Carlo-dropout models' calibration, one pass → T passes, and how well their
     predictive entropy finds their wrong pixels."""
-    headers = ["#", "Model", "ECE, 1 pass → MC", "NLL, 1 pass → MC", "Brier, 1 pass → MC", "AUROC", "PAvPU"]
+    headers = ["#", "Model", "ECE, 1 pass → MC", "NLL, 1 pass → MC", "Brier, 1 pass → MC", "AUROC",
+               "PAvPU (pixel-level)"]
     rows = [[str(int(row["rank"])), model_label(row), _pair(row.get("ece", math.nan), row.get("mc_ece", math.nan)),
              _pair(row.get("nll", math.nan), row.get("mc_nll", math.nan)),
              _pair(row.get("brier", math.nan), row.get("mc_brier", math.nan)),
@@ -389,3 +398,38 @@ def other_contexts_table(others: list[OtherContext], synthetic_ranked: bool, sho
         rows.append([label, count, escape_cell(models), escape_cell("; ".join(notes) or "not recorded")])
     return _render(rows, ["Context", "Runs", "Models", "Differs from the ranked context"],
                    ["left", "right", "left", "left"])
+
+
+def noise_labels(coverages: Iterable[Coverage | None]) -> list[str]:
+    """The distinct "noise covered" labels of some claims, in order of first appearance."""
+    return list(dict.fromkeys(c.describe() for c in coverages if c is not None))
+
+
+def noise_summary(coverages: Iterable[Coverage | None]) -> str:
+    """Which noise some claims cover, in one phrase ("" without a claim)."""
+    present = [c for c in coverages if c is not None]
+    labels = noise_labels(present)
+    if len(labels) <= 1:
+        return "".join(labels)
+    if any(c.covers_seeds for c in present) and not all(c.covers_seeds for c in present):
+        return "test images and training seeds where every network has several seeds, else test images only"
+    if all(c.covers_seeds for c in present):
+        return "test images and training seeds"
+    if any(c.seeds for c in present):  # deterministic methods beside networks trained once
+        return "test images only, one training of each network (classical methods draw no random number)"
+    return labels[0]
+
+
+def noise_note(coverages: Iterable[Coverage | None]) -> str:
+    """One sentence saying which noise the claims cover, or "" without a claim."""
+    summary = noise_summary(coverages)
+    return f"Noise covered: {summary}." if summary else ""
+
+
+def method_name(coverages: Iterable[Coverage | None]) -> str:
+    """The tests' name as the page gives it: a paired bootstrap over the images, a t-test over the
+    seeds and images, or both."""
+    kinds = {c.covers_seeds for c in coverages if c is not None}
+    if kinds == {True}:
+        return "paired t-test over seeds and images"
+    return "paired bootstrap" if kinds != {True, False} else "paired bootstrap or t-test over seeds"
