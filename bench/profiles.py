@@ -262,7 +262,7 @@ QUICK = Profile(
 #: Does everything work: synthetic data, two steps, eager (CI).
 SMOKE = QUICK.override(
     name="smoke",
-    description="synthetic data, 64 px, 2 training steps: does everything work (CI)",
+    description="synthetic data, 64 px, 2 epochs of 2 training steps: does everything work (CI)",
     data="synthetic",
     image_size=64,
     batch_size=4,
@@ -278,8 +278,10 @@ SMOKE = QUICK.override(
     jobs=2,
     mc_samples=2,
     seeds=(0,),
+    # Two epochs of two steps: the validation, early stopping and the steady-state throughput (the
+    # steps after each epoch's first) are all exercised.
     epochs=2,
-    steps_per_epoch=1,
+    steps_per_epoch=2,
     val_images=8,
     patience=1,
     trained_models=("*",),

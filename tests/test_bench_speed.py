@@ -82,8 +82,9 @@ def test_default_mode_keeps_stored_ids_and_contexts() -> None:
     determinism, hence no XLA on any device): no new key in the identity or the context, so the
     committed reference keeps its context id and a user's folders stay theirs."""
     reference = json.loads((REPO / "results" / "quick" / "context.json").read_text())
-    cfg = RunConfig("unet", "mobilenetv2", 0, QUICK, "x", reference["context"]["dataset_fingerprint"])
-    assert cfg.context_id == reference["context_id"]
+    stored = json.loads(next((REPO / "results" / "quick" / "runs").glob("unet-mobilenetv2-s0-*/record.json")).read_text())
+    cfg = RunConfig.from_dict(stored["config"])
+    assert cfg.context_id == reference["context_id"] and cfg.run_id == stored["run_id"]
     new = ("profile.precision", "profile.xla", "profile.deterministic", "profile.timing.throughput_batches")
     assert not set(new) & (set(cfg.identity()) | set(cfg.context()))
     # Any other mode is another run and another comparison context ...
@@ -430,7 +431,8 @@ def test_mixed_precision_on_two_devices_with_mirrored_strategy(tmp_path: Path) -
     done = bench_cli(
         tmp_path, "run", "--profile", "quick", "--data", "synthetic", "--image-size", "32", "--batch-size", "4",
         "--epochs", "1", "--steps-per-epoch", "3", "--weights", "none", "--arch", "tinytest", "--backbone", "mobilenetv2",
-        "--precision", "mixed_bfloat16", "--no-deterministic", "--gpus-per-run", "2", "--out", str(out), "--no-report",
+        "--precision", "mixed_bfloat16", "--no-deterministic", "--gpus-per-run", "2", "--seeds", "0", "--out", str(out),
+        "--no-report",
         SEGBENCH_VIRTUAL_DEVICES="2", timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

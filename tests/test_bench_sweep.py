@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 from bench_support import bench_cli, bench_cmd, plugin_env
 
+from bench.profiles import PROFILES
+
 pytest.importorskip("bench.data", reason="bench.data (the data pipeline) is not there yet")
 
 pytestmark = pytest.mark.slow
@@ -67,7 +69,8 @@ def test_smoke_sweep_of_two_cheap_pairs_end_to_end(tmp_path: Path) -> None:
     assert 0 <= by["unet-mobilenetv2", "miou"] <= 1
     assert by["unet-mobilenetv2", "params_total"] == 6504227
     assert by["unet-mobilenetv2", "latency_p50_ms"] <= by["unet-mobilenetv2", "latency_p95_ms"]
-    assert len(history) == 2 and set(history["epoch"]) == {1}
+    epochs = set(range(1, PROFILES["smoke"].epochs + 1))
+    assert len(history) == 2 * len(epochs) and set(history["epoch"]) == epochs
     assert env["tf_version"] and env["synthetic"] is True
     for run_id in runs["run_id"]:
         with np.load(out / "runs" / run_id / "predictions.npz") as npz:
@@ -78,7 +81,8 @@ def test_smoke_sweep_of_two_cheap_pairs_end_to_end(tmp_path: Path) -> None:
     # Each run's log holds all its worker printed, Keras's per-epoch progress line (stdout)
     # included; with two runs at once none of it reaches the terminal, which shows one line per
     # finished run.
-    keras_progress = re.compile(r"^2/2 - .* - loss: [0-9.]+ - val_accuracy", re.MULTILINE)
+    keras_progress = re.compile(r"^2/2 - .* - loss: [0-9.]+ - val_loss: [0-9.]+ - val_accuracy: [0-9.]+ - val_miou: [0-9.]+",
+                                re.MULTILINE)
     for run_id in runs["run_id"]:
         log = (out / "runs" / run_id / "log.txt").read_text()
         assert keras_progress.search(log) and "SYNTHETIC stand-in" in log, log[-2000:]
@@ -223,9 +227,10 @@ def test_damage_is_survivable_and_the_seed_list_is_not_identity(tmp_path: Path) 
     assert len(list(out.glob("runs/tinytest-mobilenetv2-s1-*/record.json"))) == 1
 
     # Another comparison context into the same folder stops before running, naming the way out.
-    other = _run(tmp_path, out, "--arch", "tinytest", "--epochs", "2")
+    epochs = PROFILES["smoke"].epochs
+    other = _run(tmp_path, out, "--arch", "tinytest", "--epochs", str(epochs + 1))
     assert other.returncode == 2 and "another comparison context" in other.stderr
-    assert "profile.epochs: 1 there, 2 now" in other.stderr and f"--out {out}-" in other.stderr
+    assert f"profile.epochs: {epochs} there, {epochs + 1} now" in other.stderr and f"--out {out}-" in other.stderr
     assert "Traceback" not in other.stderr
 
 
