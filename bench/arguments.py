@@ -101,10 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     def selection(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default: quick)")
         p.add_argument(
-            "--arch", default="*",
+            "--arch",
             help="glob(s), comma-separated, each matched against the architecture name or the whole model id: "
-                 "'unet', 'fcn*', 'classical' or 'classical-*' (the classical segmenters), 'unet-mobilenetv2' "
-                 "(default: all, classical included)",
+                 "'unet', 'fcn*', 'classical' or 'classical-*' (the classical segmenters), 'unet-mobilenetv2', "
+                 "'*' for every model (default: the profile's matrix; quick: six architectures on MobileNetV2 "
+                 "and the classical methods; the others: every model)",
         )
         p.add_argument(
             "--backbone", default="*",

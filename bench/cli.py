@@ -112,11 +112,14 @@ def check_data(text: str) -> str:
     return text
 
 
-def resolve_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+def resolve_pairs(args: argparse.Namespace, profile: Profile) -> list[tuple[str, str]]:
+    """The pairs ``--arch`` and ``--backbone`` select; without ``--arch``, the profile's matrix."""
     import segmodels
     from bench.plan import select_models
     from segmodels.classical import list_classical_models
 
+    if args.arch is None:
+        args.arch = ",".join(profile.models)
     pairs = select_models(args.arch, args.backbone)
     if not pairs:
         raise UsageError(
@@ -170,7 +173,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
     from bench.store import ResultsStore
 
     profile = resolve_profile(args)
-    pairs = resolve_pairs(args)
+    pairs = resolve_pairs(args, profile)
     out = results_dir(args, profile)
     check_out(out)
     check_memory(profile, pairs, out, args.gpus_per_run)
@@ -232,7 +235,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     )
     for line in describe_parts(st.todo, est, profile.jobs):
         print(f"  {line}")
+    companion = _companion_estimate(args, profile, data)
+    if companion:
+        print(companion)
     return 0
+
+
+def _companion_estimate(args: argparse.Namespace, profile: Profile, data: Any) -> str:
+    """The line of ``list`` for the profile's companion (``quick``: ``costs``), as ``nox -s bench``
+    runs it: its default matrix into its default folder; empty without one, or when this command
+    already names its own models or folder (the companion would not be the default's)."""
+    from bench.estimate import describe_estimate, describe_parts, estimates
+    from bench.plan import plan, select_models, status
+    from bench.store import ResultsStore
+
+    if not profile.companion or args.out is not None or args.arch != ",".join(profile.models):
+        return ""
+    other = PROFILES[profile.companion]
+    if (other.data, other.image_size) != (profile.data, profile.image_size):
+        return ""  # another dataset or size: its data would have to be resolved on its own
+    store = ResultsStore(DEFAULT_RESULTS / other.name)
+    runs = plan(other, select_models(",".join(other.models), "*"), data)
+    todo = status(runs, store).todo
+    est = estimates(runs, store, data)
+    lines = [f"\nCompanion profile {other.name} ({other.description}; `nox -s bench` runs it after this one, "
+             f"alone: `python -m bench run --profile {other.name}`): {len(runs)} runs, {len(todo)} to do, "
+             f"{describe_estimate(todo, est, other.jobs)}"]
+    lines += [f"  {line}" for line in describe_parts(todo, est, other.jobs)]
+    return "\n".join(lines)
 
 
 _RAY_ONLY = {"ray_address": "--ray-address", "cpus_per_run": "--cpus-per-run", "max_retries": "--max-retries"}

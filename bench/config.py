@@ -149,7 +149,7 @@ class RunConfig:
             timing["throughput_batches"] = tuple(timing["throughput_batches"])
         profile["timing"] = TimingSpec(**timing)
         profile["seeds"] = tuple(profile["seeds"])
-        for name in ("mc_models", "trained_models"):  # lists in JSON
+        for name in ("mc_models", "trained_models", "models"):  # lists in JSON
             if name in profile:
                 profile[name] = tuple(profile[name])
         return cls(**{**raw, "profile": Profile(**profile)})
@@ -162,7 +162,9 @@ class RunConfig:
 #: Flattened RunConfig fields that do not make a run another run: where the data was found, the
 #: sweep's seed list, how many runs shared the machine (which every record states), the profile's
 #: one-line description.
-_NOT_IDENTITY = frozenset({"data", "profile.seeds", "profile.jobs", "profile.description"})
+_NOT_IDENTITY = frozenset(
+    {"data", "profile.seeds", "profile.jobs", "profile.description", "profile.models", "profile.companion"}
+)
 
 #: Profile fields only training reads: a classical segmenter's result does not depend on them.
 _TRAINING_ONLY = frozenset(
@@ -186,7 +188,11 @@ _MC_FIELDS = frozenset({"profile.mc_samples", "profile.mc_models"})
 #: Profile fields that do not change what a run measures, so runs differing in them compare. The
 #: Monte-Carlo settings add ``mc_*`` metrics to the runs they evaluate (each stating its T in
 #: ``mc_samples``) and change no other number, so they do not split a comparison context.
-_NOT_CONTEXT = frozenset({"profile.seeds", "profile.jobs", "profile.description", "profile.data"}) | _MC_FIELDS
+_NOT_CONTEXT = (
+    frozenset({"profile.seeds", "profile.jobs", "profile.description", "profile.data", "profile.models",
+               "profile.companion"})
+    | _MC_FIELDS
+)
 
 
 

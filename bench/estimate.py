@@ -114,6 +114,7 @@ def model_cost(cfg: RunConfig, train_size: int, test_size: int) -> float:
         bn_passes = epochs if val_images else 1
         inferred = (
             epochs * val_images + bn_passes * p.precise_bn_batches * p.batch_size + tested + p.gallery_size + timed
+            + cfg.mc_samples * tested  # Monte-Carlo dropout: T passes over the test images
         )
     else:  # a cost run: built and timed only
         trained, inferred = 0.0, timed

@@ -110,6 +110,12 @@ class Profile:
         patience: Early stopping (``--patience``): stop once the validation mIoU has not improved
             for this many epochs and restore the best epoch's weights, ``epochs`` being the cap;
             0 trains every epoch and keeps the last weights. Needs ``val_images``.
+        models: The profile's matrix: the ``--arch`` globs a sweep selects when the command line
+            names none (``--arch '*'`` selects every model). Which runs a sweep plans, never what a
+            run measures: part of no run's identity or comparison context.
+        companion: The profile whose sweep completes this one's (``quick``'s is ``costs``: the costs
+            of the pairs it does not rank); ``nox -s bench`` runs both, ``python -m bench list``
+            estimates both. Not part of any identity or context.
         trained_models: Globs as ``mc_models`` (``--trained-models``): the networks trained,
             evaluated and ranked. Every other network of the sweep is a *cost run*: built and
             measured for its size, FLOPs, speed and memory, never trained or evaluated, so it
@@ -148,6 +154,8 @@ class Profile:
     val_seed: int = 0
     patience: int = 0
     trained_models: tuple[str, ...] = ("*",)
+    models: tuple[str, ...] = ("*",)
+    companion: str = ""
 
     def __post_init__(self) -> None:
         problem = profile_problem(self)
@@ -202,6 +210,8 @@ def profile_problem(p: Profile) -> str | None:
         return f"--mc-models must be comma-separated model globs, e.g. 'bayesian_segnet,fcn*', got {p.mc_models!r}"
     if p.patience and not p.val_images:
         return f"--patience {p.patience} needs a validation split to watch: pass --val-images N (N > 0) or --patience 0"
+    if not isinstance(p.models, tuple) or not p.models or not all(isinstance(g, str) and g.strip() for g in p.models):
+        return f"models must be non-empty --arch globs, got {p.models!r}"
     if not isinstance(p.trained_models, tuple) or not all(
         isinstance(g, str) and g.strip() for g in p.trained_models
     ):
@@ -230,23 +240,29 @@ def _speed_mode_problem(p: Profile) -> str | None:
     return None
 
 
-#: The base profile and the default: real photos where there are any, at 128 px, a short schedule
-#: sized for <= 60 min of the whole matrix on 2 CPU cores.
+#: The architectures the default ranks: the chapter's, on the tutorial's MobileNetV2 (README,
+#: "Why the default ranks these pairs"). FCN-16s, FPN and every ResNet pair are costed by the
+#: companion profile; ``--arch`` adds any MobileNetV2 pair to the same ranking.
+RANKED_ARCHITECTURES = ("unet", "fcn8s", "fcn32s", "segnet", "bayesian_segnet", "deeplabv3")
+
+#: The base profile and the default: real photos where there are any, at 96 px, every ranked
+#: network trained to its plateau on 3 seeds beside the classical methods, sized for <= 60 min of
+#: the whole matrix on 2 CPU cores.
 QUICK = Profile(
     name="quick",
-    description="best real data at 128 px: every architecture on MobileNetV2 trained to its plateau on 3 seeds, "
-                "the classical methods, and the costs of every other pair; sized for <= 60 min on 2 CPU cores",
+    description="best real data at 96 px: the chapter's architectures on MobileNetV2 trained to their plateau on "
+                "3 seeds, beside the classical methods; sized for <= 60 min on 2 CPU cores",
     data="auto",
-    image_size=128,
+    image_size=96,
     batch_size=16,
-    epochs=30,
+    epochs=25,
     steps_per_epoch=None,
     val_subsplits=5,
     max_test_examples=None,
     seeds=(0, 1, 2),
     weights="imagenet",
     freeze_encoder=True,
-    precise_bn_batches=4,
+    precise_bn_batches=3,
     gallery_size=4,
     timing=TimingSpec(
         warmup_calls=2, min_calls=10, min_seconds=1.0, max_calls=50, max_seconds=3.0,
@@ -255,8 +271,21 @@ QUICK = Profile(
     mc_samples=8,
     mc_models=("bayesian_segnet",),
     val_images=16,
-    patience=5,
+    patience=4,
     trained_models=("*-mobilenetv2",),
+    models=(*(f"{a}-mobilenetv2" for a in RANKED_ARCHITECTURES), "classical"),
+    companion="costs",
+)
+
+#: The quick profile's companion: every network built and timed at its settings, none trained.
+COSTS = QUICK.override(
+    name="costs",
+    description="every pair built and timed at the quick profile's settings, none trained: the costs of every "
+                "network (and the classical methods), no accuracy claim for a network",
+    seeds=(0,),
+    trained_models=(),
+    models=("*",),
+    companion="",
 )
 
 #: Does everything work: synthetic data, two steps, eager (CI).
@@ -285,12 +314,16 @@ SMOKE = QUICK.override(
     val_images=8,
     patience=1,
     trained_models=("*",),
+    models=("*",),
+    companion="",
 )
 
 #: The chapter's protocol, for GPUs.
 FULL = QUICK.override(
     name="full",
-    description="the chapter's protocol: 128 px, batch 64, 20 epochs, pretrained encoder, 3 seeds (GPU)",
+    description="the chapter's protocol: 128 px, batch 64, at most 20 epochs to a plateau, pretrained encoder, "
+                "every pair, 3 seeds (GPU)",
+    image_size=128,
     batch_size=64,
     epochs=20,
     steps_per_epoch=None,
@@ -302,6 +335,8 @@ FULL = QUICK.override(
     val_images=368,  # a tenth of the 3,680 trainval images
     patience=5,
     trained_models=("*",),
+    models=("*",),
+    companion="",
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, QUICK, FULL)}
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, QUICK, COSTS, FULL)}

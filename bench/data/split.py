@@ -82,4 +82,7 @@ def carve(ds: tf.data.Dataset, split: ValidationSplit) -> tuple[tf.data.Dataset,
         return example
 
     numbered = ds.enumerate()
-    return numbered.filter(is_kept).map(example_of), numbered.filter(is_held).map(example_of)
+    # The validation images are read after every epoch: cached, they are decoded once (filtering
+    # them out of the whole split again would decode every training image each time). The
+    # training part is cached by the training pipeline.
+    return numbered.filter(is_kept).map(example_of), numbered.filter(is_held).map(example_of).cache()
