@@ -45,9 +45,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Train and measure the model matrix, then render the leaderboard (`-- --executor ray` on Ray)."""
+    """The default: the quick profile's ranking, then the costs of every pair (its companion,
+    `costs`), each with its leaderboard; with arguments after `--`, exactly the sweep they name
+    (`-- --executor ray` on Ray)."""
     session.install("-e", ".[bench,ray]" if _wants_ray(session.posargs) else ".[bench]")
-    session.run("python", "-m", "bench", "run", *session.posargs, env=_env())
+    if session.posargs:
+        session.run("python", "-m", "bench", "run", *session.posargs, env=_env())
+        return
+    session.run("python", "-m", "bench", "run", "--profile", "quick", env=_env())
+    session.run("python", "-m", "bench", "run", "--profile", "costs", env=_env())
 
 
 @nox.session

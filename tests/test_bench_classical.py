@@ -57,7 +57,7 @@ def test_no_match_lists_the_classical_models() -> None:
 
     args = build_parser().parse_args(["run", "--arch", "classical-*", "--backbone", "cany"])
     with pytest.raises(UsageError, match="classical-canny"):
-        resolve_pairs(args)
+        resolve_pairs(args, PROFILES["quick"])
 
 
 def _data() -> DataChoice:

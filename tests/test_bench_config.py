@@ -16,7 +16,7 @@ def _cfg(**profile_overrides: object) -> RunConfig:
 
 
 def test_profiles_are_frozen_and_named() -> None:
-    assert set(PROFILES) == {"smoke", "quick", "full"}
+    assert set(PROFILES) == {"smoke", "quick", "costs", "full"}
     for name, profile in PROFILES.items():
         assert profile.name == name
         assert profile.image_size % 32 == 0

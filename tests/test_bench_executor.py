@@ -45,7 +45,7 @@ def test_peak_memory_prefers_what_this_machine_measured() -> None:
     table = peak_memory_mb(cfg, [])
     stored = {
         "status": "ok", "model": cfg.model,
-        "config_flat": {"profile.image_size": 128, "profile.batch_size": cfg.profile.batch_size},
+        "config_flat": {"profile.image_size": cfg.profile.image_size, "profile.batch_size": cfg.profile.batch_size},
         "metrics": [{"metric": "peak_rss_mb", "value": 2244.0, "unit": "MB"}],
     }
     assert peak_memory_mb(cfg, [stored]) == pytest.approx(2244.0 * PEAK_MARGIN)

@@ -19,6 +19,7 @@ import math
 
 import pandas as pd
 
+from bench.profiles import PROFILES
 from bench.record import STOP_ALL_EPOCHS as ALL_EPOCHS
 from bench.record import STOP_CAP_STILL_IMPROVING as CAP_STILL_IMPROVING
 from bench.record import STOP_PLATEAU as PLATEAU
@@ -132,8 +133,20 @@ def training_section(results: Results, runs: pd.DataFrame, table: pd.DataFrame) 
     lines += [tables.render_rows(rows, ["Model", "Seeds", "Epochs run", "Best epoch", "Best val. mIoU (mean)",
                                         "Stopped on"], ["left", "right", "right", "right", "right", "left"]), ""]
     lines += ["The validation curves (mIoU per epoch, every seed) are in "
-              "[Figures](#figures), beside the training curves.", ""]
+              "[Figures](#figures), beside the training curves." + _companion_sentence(trained), ""]
     return lines
+
+
+def _companion_sentence(runs: pd.DataFrame) -> str:
+    """Where the costs of the pairs this profile does not train are: its companion profile's folder."""
+    names = sorted({str(p) for p in runs.get("profile", pd.Series(dtype=str)).dropna()})
+    companions = sorted({PROFILES[n].companion for n in names if n in PROFILES and PROFILES[n].companion})
+    if len(companions) != 1:
+        return ""
+    other = companions[0]
+    return (f" The pairs this profile does not train are costed by its companion profile `{other}` "
+            f"(`python -m bench run --profile {other}`, which `nox -s bench` runs after this one), on a page of "
+            f"its own: `{other}/leaderboard.md` beside this folder.")
 
 
 def untrained_costs_section(costed: Results, table: pd.DataFrame) -> list[str]:
