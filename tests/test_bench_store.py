@@ -181,12 +181,18 @@ def test_a_folder_of_an_older_harness_is_adopted(tmp_path: Path) -> None:
     assert store.context()["context_id"] == cid
 
 
-def test_a_truncated_record_is_reported_once_kept_aside_and_its_run_redone(tmp_path: Path) -> None:
+def _two_runs(tmp_path: Path) -> tuple[ResultsStore, list[str], dict, dict]:
+    """A store of two committed runs that records what it says; the second run is the one to damage."""
     said: list[str] = []
     store = ResultsStore(tmp_path, say=said.append)
     good, bad = _record(), _record("fpn-mobilenetv2")
     _commit(store, good)
     _commit(store, bad)
+    return store, said, good, bad
+
+
+def test_a_truncated_record_is_reported_once_kept_aside_and_its_run_redone(tmp_path: Path) -> None:
+    store, said, good, bad = _two_runs(tmp_path)
     path = store.run_dir(bad["run_id"]) / RECORD
     truncated = path.read_text()[:200]
     path.write_text(truncated)
@@ -279,11 +285,7 @@ def _config_text(record: dict) -> dict:
 def test_a_record_the_store_cannot_read_is_set_aside_and_its_run_redone(tmp_path: Path, damage) -> None:  # noqa: ANN001
     import json
 
-    said: list[str] = []
-    store = ResultsStore(tmp_path, say=said.append)
-    good, bad = _record(), _record("fpn-mobilenetv2")
-    _commit(store, good)
-    _commit(store, bad)
+    store, said, good, bad = _two_runs(tmp_path)
     path = store.run_dir(bad["run_id"]) / RECORD
     text = json.dumps(damage(bad))
     path.write_text(text)

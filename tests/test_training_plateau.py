@@ -236,3 +236,29 @@ def test_a_stored_history_from_before_validation_existed_still_renders(tmp_path:
 def test_run_config_of_the_fixture_trains_every_model() -> None:
     # The report fixture's runs are of the smoke profile, which trains every network it selects.
     assert run_config("unet-mobilenetv2", 0).trains and PROFILES["smoke"].trained_models == ("*",)
+
+
+def test_list_shows_the_default_matrix_its_parts_and_its_companion(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from bench_support import REPO, bench_cmd
+
+    # In a folder of its own (the default results folders, results/local/..., are relative to it),
+    # without the test plugins (the companion's matrix is every registered model).
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("SEGMODELS_PLUGINS", None)
+    listing = subprocess.run(bench_cmd("list", "--data", "synthetic"), cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=240)
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    out = listing.stdout
+    ranked = 5 * len(PROFILES["quick"].seeds)
+    assert f"{ranked + 6} runs: 0 done, 0 failed, {ranked + 6} to do" in out
+    assert "classical methods (evaluated, nothing trained): 6 runs" in out
+    assert f"networks trained to their plateau and ranked: {ranked} runs" in out
+    # Nothing of the default matrix is a cost run: the pairs it does not rank are the companion's.
+    mine, companion = out.split("Companion profile costs", 1)
+    assert "cost runs (built and timed" not in mine
+    assert "38 runs, 38 to do" in companion
+    assert "cost runs (built and timed, not trained: no accuracy claim): 32 runs" in companion
+    assert not (tmp_path / "results").exists()  # listing writes nothing
