@@ -47,9 +47,9 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
         "val_images": args.val_images, "patience": args.patience, "trained_models": args.trained_models,
     }
     if args.mc_models:
-        check_mc_models(args.mc_models)
+        check_model_globs(args.mc_models)
     if args.trained_models:
-        check_mc_models(args.trained_models, option="--trained-models")
+        check_model_globs(args.trained_models, option="--trained-models")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.fast:
         overrides = {**fast_overrides(PROFILES[args.profile]), **overrides}
@@ -88,16 +88,15 @@ def fast_overrides(base: Profile) -> dict[str, Any]:
     return settings
 
 
-def check_mc_models(globs: Sequence[str], option: str = "--mc-models") -> None:
+def check_model_globs(globs: Sequence[str], option: str = "--mc-models") -> None:
     """A ``--mc-models`` (or ``--trained-models``) glob that names no model is a usage error (a typo
     would silently do nothing)."""
-    import fnmatch
-
+    from bench.config import matches_model
     from bench.plan import all_models
 
     models = all_models()
     for glob in globs:
-        if not any(fnmatch.fnmatch(a, glob) or fnmatch.fnmatch(f"{a}-{b}", glob) for a, b in models):
+        if not any(matches_model(a, b, [glob]) for a, b in models):
             architectures = sorted({a for a, _ in models})
             raise UsageError(f"{option} {glob!r} matches no model. Architectures: {', '.join(architectures)}.")
 
@@ -183,8 +182,22 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
         data = resolve_data(profile.data, profile.image_size)
     except DataError as error:
         raise UsageError(f"data source {profile.data!r} unusable: {error}") from None
+    check_validation_split(profile, data.provenance)
     store = ResultsStore(out)
     return profile, data, store, out, plan(profile, pairs, data, replicas=args.gpus_per_run)
+
+
+def check_validation_split(profile: Profile, provenance: dict[str, Any]) -> None:
+    """``--val-images`` must leave images to train on: refused here, before any run, rather than
+    in every worker once its data is loaded."""
+    from bench.data.split import choose_validation
+
+    if profile.val_images:
+        try:
+            choose_validation(int(provenance["train_size"]), profile.val_images, profile.val_seed,
+                              str(provenance.get("fingerprint", "")))
+        except ValueError as error:
+            raise UsageError(f"{error} (the dataset has {provenance['train_size']} training images)") from None
 
 
 def check_memory(profile: Profile, pairs: list[tuple[str, str]], out: Path, replicas: int) -> None:

@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from bench.profiles import Profile, TimingSpec
@@ -21,6 +22,13 @@ from segmodels.trimap import CLASS_NAMES, NUM_CLASSES  # noqa: F401 (bench's imp
 #: Bump when a change to the harness changes what a stored number means; it is part of every run
 #: id, so results measured by an older harness are not mistaken for current ones.
 HARNESS_VERSION = 1
+
+
+def matches_model(architecture: str, backbone: str, globs: Iterable[str]) -> bool:
+    """Whether one of ``globs`` matches the architecture name or the whole model id, as ``--arch``,
+    ``--mc-models`` and ``--trained-models`` match: ``unet``, ``fcn*``, ``unet-mobilenetv2``."""
+    model = f"{architecture}-{backbone}"
+    return any(fnmatch.fnmatch(architecture, g) or fnmatch.fnmatch(model, g) for g in globs)
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,10 @@ class RunConfig:
         skip = set(_NOT_IDENTITY)
         if self.architecture == CLASSICAL:
             skip |= _TRAINING_ONLY | _NETWORK_ONLY
-        elif not self.trains:  # a cost run: nothing it measures depends on training or evaluation
-            skip |= _TRAINING_ONLY | _EVALUATION_ONLY
+        elif not self.trains:
+            # A cost run trains and evaluates nothing, but the weights it builds (pretrained and
+            # frozen, or random) change its trainable parameters, build time and memory.
+            skip |= (_TRAINING_ONLY - _BUILD_FIELDS) | _EVALUATION_ONLY
         # Monte-Carlo dropout changes only the runs it evaluates, and those by T alone: a U-Net
         # run keeps its id whatever --mc-samples or --mc-models say.
         skip |= {"profile.mc_models"} if self.mc_samples else _MC_FIELDS
@@ -87,12 +97,12 @@ class RunConfig:
         """T, this run's Monte-Carlo dropout passes per test batch; 0 when it has none.
 
         The profile's ``mc_samples`` where one of its ``mc_models`` globs matches the architecture
-        or the model id (as ``--arch`` matches), else 0; always 0 for a classical segmenter.
+        or the model id (as ``--arch`` matches), else 0; always 0 for a classical segmenter and a cost run.
         """
         p = self.profile
         if not p.mc_samples or not self.trains:
             return 0
-        named = any(fnmatch.fnmatch(self.architecture, g) or fnmatch.fnmatch(self.model, g) for g in p.mc_models)
+        named = matches_model(self.architecture, self.backbone, p.mc_models)
         return p.mc_samples if named else 0
 
     @property
@@ -102,9 +112,7 @@ class RunConfig:
         A network that is not is a cost run; a classical segmenter trains nothing."""
         if self.architecture == CLASSICAL:
             return False
-        return any(
-            fnmatch.fnmatch(self.architecture, g) or fnmatch.fnmatch(self.model, g) for g in self.profile.trained_models
-        )
+        return matches_model(self.architecture, self.backbone, self.profile.trained_models)
 
     @property
     def evaluated(self) -> bool:
@@ -173,6 +181,9 @@ _TRAINING_ONLY = frozenset(
         "augment", "shuffle_buffer", "precise_bn_batches", "val_images", "val_seed", "patience", "trained_models",
     )
 )
+
+#: Training settings that the model's build reads too: in a cost run's identity.
+_BUILD_FIELDS = frozenset({"profile.weights", "profile.freeze_encoder"})
 
 #: Profile fields only evaluation on the test split reads: a cost run's result does not depend on them.
 _EVALUATION_ONLY = frozenset(

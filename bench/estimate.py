@@ -29,6 +29,7 @@ from segmodels.registry import (
 
 if TYPE_CHECKING:
     from bench.plan import DataChoice
+    from bench.profiles import Profile
     from bench.store import ResultsStore
 
 INFERENCE_SPEEDUP = 3.0  # a forward pass costs about a third of a training step
@@ -89,7 +90,7 @@ def estimate_run(cfg: RunConfig, records: Iterable[dict[str, Any]], train_size: 
 EXPECTED_EPOCHS_PER_PATIENCE = 3.2
 
 
-def expected_epochs(profile: Any) -> float:
+def expected_epochs(profile: Profile) -> float:
     """Epochs a trained run of ``profile`` is expected to run: all of them without early stopping,
     else :data:`EXPECTED_EPOCHS_PER_PATIENCE` patiences, at most the cap."""
     if not profile.patience:
@@ -204,6 +205,8 @@ def peak_memory_mb(cfg: RunConfig, records: Iterable[dict[str, Any]]) -> float:
         m["value"]
         for r in records
         if r.get("status") == "ok" and r.get("model") == cfg.model
+        # a cost run's peak holds no training: it says nothing of a run that trains, and back
+        and bool(r.get("cost_only", False)) == (not cfg.evaluated)
         and r.get("config_flat", {}).get("profile.image_size") == p.image_size
         and r.get("config_flat", {}).get("profile.batch_size") == p.batch_size
         for m in r.get("metrics", [])
@@ -272,7 +275,7 @@ def describe_estimate(todo: Sequence[RunConfig], est: dict[str, Estimate], slots
 #: The parts of a sweep, in the order the plan runs them (:func:`bench.plan.plan`).
 PARTS = {
     "classical": "classical methods (evaluated, nothing trained)",
-    "trained": "networks trained to their plateau and ranked",
+    "trained": "networks trained and ranked",
     "cost": "cost runs (built and timed, not trained: no accuracy claim)",
 }
 

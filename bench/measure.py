@@ -14,15 +14,18 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.build import build_model
 from bench.config import CLASS_NAMES, CLASSICAL, RunConfig, steps_per_epoch
 from bench.devices import peak_rss_mb, replica_strategy, split_cpu, virtual_devices
-from bench.record import Metrics
+from bench.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU, Metrics
 from bench.store import EVIDENCE, PREDICTIONS
+
+if TYPE_CHECKING:  # bench.train imports Keras, which measure_run imports only once it runs
+    from bench.train import TrainResult
 
 
 def count_params(weights: list[Any]) -> int:
@@ -213,7 +216,7 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
             metrics.add("train_first_step_s", result.first_step_s, "s")
             metrics.add("epochs_run", result.epochs_run, "count")
             metrics.add("best_epoch", result.best_epoch, "count")
-            metrics.add("val_miou", result.best_val_miou, "ratio")
+            metrics.add("val_miou", result.tested_val_miou, "ratio")
             if validation is not None and validation.bn_batches_per_epoch:
                 # Validation recomputed the statistics before measuring each epoch, and the weights
                 # the run goes on with (the best epoch's, where early stopping restored them) carry
@@ -227,11 +230,14 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
                 record["precise_bn_layers"] = layers
                 record["precise_bn"] = "before the test"
                 metrics.add("precise_bn_time_s", time.perf_counter() - t, "s")
-        metrics.add("train_time_s", train_time, "s")
+        if cfg.evaluated:  # a cost run trains nothing: no training time, not even 0
+            metrics.add("train_time_s", train_time, "s")
     record.update(mode.fields())
-    if gpu:  # training's peak, then inference's alone
+    peak_train_mb = 0.0
+    if gpu:  # training's peak (building only, for a run that trains nothing), then inference's alone
         peak_train_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-        metrics.add("peak_train_device_mem_mb", peak_train_mb, "MB")
+        if cfg.trains:
+            metrics.add("peak_train_device_mem_mb", peak_train_mb, "MB")
         tf.config.experimental.reset_memory_stats("GPU:0")
 
     forward = make_forward(model, jit_compile=mode.xla)
@@ -330,17 +336,15 @@ def evaluate_on_test(
     return mc_predict
 
 
-def training_stop(result: Any, *, epoch_cap: int, patience: int) -> dict[str, Any]:
+def training_stop(result: TrainResult, *, epoch_cap: int, patience: int) -> dict[str, Any]:
     """How training ended (the record's ``training_stop``): epochs run of the cap, the best epoch,
-    and whether the run stopped on its plateau or at the cap; with early stopping on, a run that
-    reached the cap had improved within its last ``patience`` epochs: it was still improving."""
-    from bench.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU
-    from bench.train import CAP
-
+    and whether the run stopped on its plateau or reached the cap before one. With early stopping
+    on, a run at the cap had a better validation mIoU within its last ``patience`` epochs than
+    before them: it had not plateaued (``still_improving``), which is all the record claims."""
     if not patience:
         reason = STOP_ALL_EPOCHS
     else:
-        reason = STOP_CAP_STILL_IMPROVING if result.stop_reason == CAP else STOP_PLATEAU
+        reason = STOP_PLATEAU if result.stopped_early else STOP_CAP_STILL_IMPROVING
     return {
         "epochs_run": result.epochs_run,
         "epoch_cap": epoch_cap,
@@ -349,8 +353,9 @@ def training_stop(result: Any, *, epoch_cap: int, patience: int) -> dict[str, An
         "reason": reason,
         "patience": patience,
         "restored_best": result.restored_best,
-        "still_improving": bool(patience) and result.stop_reason == CAP,
+        "still_improving": reason == STOP_CAP_STILL_IMPROVING,
     }
+
 
 def dataset_name(provenance: dict[str, Any]) -> str:
     """``synthetic`` or ``oxford_iiit_pet`` (where it came from is in ``dataset_source``)."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.config import CLASSICAL, RunConfig
+from bench.config import CLASSICAL, RunConfig, matches_model
 from bench.profiles import Profile
 from bench.store import ResultsStore
 
@@ -83,14 +83,13 @@ def select_models(arch_globs: str, backbone_globs: str) -> list[tuple[str, str]]
     archs, backbones = split_globs(arch_globs), split_globs(backbone_globs)
     return [
         (a, b) for a, b in all_models()
-        if any(fnmatch.fnmatch(a, g) or fnmatch.fnmatch(f"{a}-{b}", g) for g in archs)
-        and any(fnmatch.fnmatch(b, g) for g in backbones)
+        if matches_model(a, b, archs) and any(fnmatch.fnmatch(b, g) for g in backbones)
     ]
 
 
 CLASSICAL_SEED = 0  # the methods draw no random numbers: one run per sweep, whatever the seeds
-#: A cost run (a network the profile does not train) is timed on its random weights, whose values
-#: change no cost it measures: one run per sweep, whatever the seeds.
+#: A cost run (a network the profile does not train) is built and timed only: the seed draws its
+#: initial weights, whose values change no cost it measures, so one run per sweep, whatever the seeds.
 COST_SEED = 0
 
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import keras
 
+from bench.store import HISTORY_COLUMNS
 from bench.validation import MONITOR, Validation
 
 #: Batch-end hooks (and so host syncs) every this many steps, besides each epoch's first and last.
@@ -149,12 +150,8 @@ class StepTimer(keras.callbacks.Callback):
         return ends[0] - self._first_begin
 
 
-#: Why training ended: the validation measure stopped improving for ``patience`` epochs, or the
-#: epoch cap came first (with early stopping on, the run was then still improving).
-PLATEAU, CAP = "plateau", "cap"
-
-#: The per-epoch columns of a run's history.
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", MONITOR)
+#: The per-epoch columns of a run's history (history.csv's, after the run's key and the epoch).
+HISTORY_KEYS = tuple(HISTORY_COLUMNS[HISTORY_COLUMNS.index("epoch") + 1:])
 
 
 @dataclass(frozen=True)
@@ -164,9 +161,11 @@ class TrainResult:
     Attributes:
         epochs_run: Epochs trained (the cap, or fewer where early stopping ended training).
         best_epoch: 1-based epoch of the best ``val_miou`` (``None`` without validation).
-        best_val_miou: Its value: the weights the run goes on with when early stopping restored them.
-        stop_reason: :data:`PLATEAU` or :data:`CAP`.
-        restored_best: Whether the best epoch's weights were restored.
+        best_val_miou: Its value.
+        stopped_early: Whether early stopping ended training (``val_miou`` had not improved for
+            ``patience`` epochs) before the epoch cap.
+        restored_best: Whether the best epoch's weights were restored (early stopping on: at a
+            plateau or at the cap alike); otherwise the run goes on with the last epoch's.
     """
 
     history: list[dict[str, float | int | None]]
@@ -177,8 +176,17 @@ class TrainResult:
     epochs_run: int = 0
     best_epoch: int | None = None
     best_val_miou: float | None = None
-    stop_reason: str = CAP
+    stopped_early: bool = False
     restored_best: bool = False
+
+    @property
+    def tested_val_miou(self) -> float | None:
+        """The validation mIoU of the weights the run goes on with: the best epoch's where they
+        were restored, else the last epoch's."""
+        if self.restored_best:
+            return self.best_val_miou
+        last = self.history[-1].get(MONITOR) if self.history else None
+        return None if last is None else float(last)
 
 
 def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> None:
@@ -210,8 +218,6 @@ def train(
     steps_per_epoch: int,
     batch_size: int,
     learning_rate: float,
-    validation_data: Any = None,
-    validation_steps: int | None = None,
     verbose: int | str = "auto",
     jit_compile: bool = False,
     check_every: int = CHECK_EVERY,
@@ -224,14 +230,11 @@ def train(
         model: The model, built and not yet compiled.
         train_data: An infinite batched dataset of ``(images, masks)``.
         epochs, steps_per_epoch, batch_size, learning_rate: The schedule.
-        validation_data: A finite batched dataset evaluated after each epoch (``validation_steps``
-            batches of it).
         verbose: Keras's progress display.
         jit_compile: Ask Keras for XLA (:attr:`TrainResult.jit_compile` says what it did).
         check_every: Steps between check points (:class:`BoundaryCallbacks`); 1 reads the logs
             after every step, as Keras's own ``CallbackList`` does.
-        validation: Measures the model after each epoch (``val_*`` logs); the harness's way,
-            instead of ``validation_data``.
+        validation: Measures the model after each epoch (the ``val_*`` logs).
         patience: With ``validation``, stop once ``val_miou`` has not improved for this many
             epochs and restore the best epoch's weights; 0 trains every epoch and keeps the last.
     """
@@ -256,8 +259,6 @@ def train(
         train_data,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
-        validation_data=validation_data,
-        validation_steps=validation_steps if validation_data is not None else None,
         callbacks=callbacks,
         shuffle=False,  # the input pipeline shuffles, seeded
         verbose=verbose,
@@ -279,7 +280,7 @@ def train(
         epochs_run=len(history),
         best_epoch=best_epoch,
         best_val_miou=best,
-        stop_reason=PLATEAU if stopper is not None and stopper.stopped_epoch > 0 else CAP,
+        stopped_early=stopper is not None and stopper.stopped_epoch > 0,
         restored_best=stopper is not None and stopper.best_weights is not None,
     )
 
@@ -287,7 +288,8 @@ def train(
 def _best(history: list[dict[str, float | int | None]]) -> tuple[int | None, float | None]:
     """The 1-based epoch of the highest ``val_miou`` (the first of equals, as ``EarlyStopping``
     keeps it) and its value; ``(None, None)`` without validation."""
-    scored = [(row[MONITOR], row["epoch"]) for row in history if row.get(MONITOR) is not None]
+    scored = [(row[MONITOR], row["epoch"]) for row in history
+              if row.get(MONITOR) is not None and math.isfinite(row[MONITOR])]
     if not scored:
         return None, None
     value, epoch = max(scored, key=lambda item: (item[0], -item[1]))

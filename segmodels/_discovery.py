@@ -41,7 +41,10 @@ def load_plugins(modules: str | None = None) -> None:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as error:
-            if error.name is None or not name.startswith(error.name):
+            # The plugin itself (or a package it lives in) is missing only when the missing name is
+            # it or one of its parents; any other missing module is one the plugin imports.
+            missing = error.name
+            if missing is None or not (name == missing or name.startswith(missing + ".")):
                 raise _failed(name, "named in $SEGMODELS_PLUGINS", error) from error
             raise PluginError(
                 f"Could not import model plugin {name!r} (named in $SEGMODELS_PLUGINS or passed to "

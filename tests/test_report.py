@@ -231,7 +231,7 @@ def test_edge_vs_region_says_untold_apart_for_equal_families() -> None:
     assert all(c.test is not None and c.p_holm > 0.05 for c in made)
     summary = SimpleNamespace(runs=runs, n_images=32)  # the EvidenceSummary fields the section reads
     lines = [line for line in classical.section(cmp, None, summary) if line.startswith("- **")]
-    assert sum("the test images cannot tell them apart." in line for line in lines) == 3
+    assert sum("the evidence cannot tell them apart." in line for line in lines) == 3
     assert not any("better" in line or "ahead" in line for line in lines)
 
 

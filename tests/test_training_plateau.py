@@ -19,9 +19,10 @@ from bench.data.split import carve, choose_validation
 from bench.plan import COST_SEED, DataChoice, plan
 from bench.precise_bn import PreciseBN
 from bench.profiles import PROFILES, ProfileError
-from bench.record import STOP_CAP_STILL_IMPROVING, STOP_PLATEAU
+from bench.measure import training_stop
+from bench.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU
 from bench.report import render_report
-from bench.train import CAP, PLATEAU, train
+from bench.train import train
 from bench.validation import MONITOR, Validation
 
 # === The validation split ===
@@ -143,15 +144,27 @@ class ScriptedValidation(Validation):
 def test_training_stops_on_its_plateau_and_goes_on_with_the_best_epochs_weights() -> None:
     scripted = ScriptedValidation([0.30, 0.50, 0.45, 0.40, 0.60, 0.70])
     model, result = _fit(scripted, epochs=6, patience=2)
-    assert (result.epochs_run, result.best_epoch, result.stop_reason) == (4, 2, PLATEAU)
-    assert result.best_val_miou == 0.50 and result.restored_best
+    assert (result.epochs_run, result.best_epoch, result.stopped_early) == (4, 2, True)
+    assert result.best_val_miou == result.tested_val_miou == 0.50 and result.restored_best
     for restored, best in zip(model.get_weights(), scripted.weights[1], strict=True):
         np.testing.assert_array_equal(restored, best)
 
 
 def test_a_run_still_improving_at_the_cap_says_so() -> None:
     model, result = _fit(ScriptedValidation([0.3, 0.4, 0.5]), epochs=3, patience=2)
-    assert (result.epochs_run, result.best_epoch, result.stop_reason) == (3, 3, CAP)
+    assert (result.epochs_run, result.best_epoch, result.stopped_early, result.restored_best) == (3, 3, False, True)
+    stop = training_stop(result, epoch_cap=3, patience=2)
+    assert stop["reason"] == STOP_CAP_STILL_IMPROVING and stop["still_improving"]
+
+
+def test_without_early_stopping_the_last_epochs_weights_are_tested_and_said_to_be() -> None:
+    scripted = ScriptedValidation([0.3, 0.6, 0.4])
+    model, result = _fit(scripted, epochs=3, patience=0)
+    assert (result.best_epoch, result.best_val_miou, result.restored_best) == (2, 0.6, False)
+    assert result.tested_val_miou == 0.4  # the weights the test will see are the last epoch's
+    for kept, last in zip(model.get_weights(), scripted.weights[-1], strict=True):
+        np.testing.assert_array_equal(kept, last)
+    assert training_stop(result, epoch_cap=3, patience=0)["reason"] == STOP_ALL_EPOCHS
 
 
 # === Cost runs ===
@@ -171,6 +184,9 @@ def test_a_profile_trains_the_networks_it_names_and_costs_the_others_once() -> N
     # Nothing a cost run measures depends on training or the test split: changing them keeps its id.
     longer = dataclasses.replace(cost, profile=profile.override(epochs=99, patience=9, max_test_examples=5))
     assert longer.run_id == cost.run_id
+    # ... but the weights it builds change what it measures (trainable parameters, memory).
+    random = dataclasses.replace(cost, profile=profile.override(weights="none", freeze_encoder=False))
+    assert random.run_id != cost.run_id
     trained = runs[1]
     assert dataclasses.replace(trained, profile=profile.override(epochs=99)).run_id != trained.run_id
 
@@ -221,7 +237,7 @@ def test_the_training_section_says_how_each_seed_stopped_and_marks_the_leaderboa
     section = text.split("## Training\n", 1)[1].split("\n## ", 1)[0]
     assert "16 images held out of the training split" in section and "no test image is used" in section
     assert "not improved for 5 epochs, at most 30 epochs" in section
-    assert "cap, still improving † ×1, plateau ×2" in section
+    assert "cap before a plateau † ×1, plateau ×2" in section
 
 
 def test_a_stored_history_from_before_validation_existed_still_renders(tmp_path: Path) -> None:
@@ -255,10 +271,21 @@ def test_list_shows_the_default_matrix_its_parts_and_its_companion(tmp_path: Pat
     ranked = 5 * len(PROFILES["quick"].seeds)
     assert f"{ranked + 6} runs: 0 done, 0 failed, {ranked + 6} to do" in out
     assert "classical methods (evaluated, nothing trained): 6 runs" in out
-    assert f"networks trained to their plateau and ranked: {ranked} runs" in out
+    assert f"networks trained and ranked: {ranked} runs" in out
     # Nothing of the default matrix is a cost run: the pairs it does not rank are the companion's.
     mine, companion = out.split("Companion profile costs", 1)
     assert "cost runs (built and timed" not in mine
     assert "38 runs, 38 to do" in companion
     assert "cost runs (built and timed, not trained: no accuracy claim): 32 runs" in companion
     assert not (tmp_path / "results").exists()  # listing writes nothing
+
+
+def test_a_validation_split_bigger_than_the_training_split_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from bench_support import bench_cli
+
+    out = tmp_path / "r"
+    done = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "tinytest", "--backbone", "mobilenetv2",
+                     "--val-images", "5000", "--out", str(out), timeout=240)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--val-images 5000" in done.stderr and "pass at most 199" in done.stderr
+    assert not out.exists()

@@ -196,7 +196,7 @@ def render_report(results_dir: Path) -> Path:
         ("val_curves", "Validation curves", figures.validation_curves(history, ranked),
          "Validation mIoU per epoch (after precise BN, on the images held out of the training split), one panel "
          "per model, one line per seed; the ring marks each seed's best epoch, whose weights the run was tested "
-         "with."),
+         "with where early stopping restored them (see Training)."),
         ("gallery", "Prediction gallery", figures.prediction_gallery(gallery),
          "Input, ground truth, then each model's prediction (its lowest successful seed) on the same test images, "
          f"in leaderboard order, for {shown_words}"

@@ -201,7 +201,7 @@ def _line(claim: Claim) -> str:
     shown = (f"{claim.text} [95% interval {claim.test.low:+.3f}, {claim.test.high:+.3f}], "
              f"p {p if p.startswith('<') else '= ' + p} (Holm; noise covered: {claim.test.coverage.describe()})")
     if claim.p_holm > ev.ALPHA:
-        return f"{shown}: the test images cannot tell them apart."
+        return f"{shown}: the evidence cannot tell them apart."
     return f"{shown}: {claim.better if claim.difference > 0 else claim.worse}."
 
 

@@ -319,7 +319,7 @@ def validation_curves(history: pd.DataFrame, order: list[str], columns: int = 4)
         handles = [Line2D([], [], color=palette[i % len(palette)], marker="o", label=f"seed {s}")
                    for i, s in enumerate(seeds)]
         handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none", markersize=9, ls="none",
-                              label="best epoch (restored)"))
+                              label="best epoch"))
         fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 5), frameon=False)
     return fig
 

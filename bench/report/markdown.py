@@ -131,7 +131,7 @@ def _at_a_glance(table: pd.DataFrame, pareto: pd.Series, device: str | None = No
         if len(tied) > 1:
             named = ", ".join(f"{m} ({tables.fmt_ratio(float(ok.loc[ok['model'] == m, 'miou'].iloc[0]))})"
                               for m in tied)
-            lines.append(f"**Most accurate: no single model.** The test images cannot tell #1 from {len(tied) - 1} "
+            lines.append(f"**Most accurate: no single model.** The evidence cannot tell #1 from {len(tied) - 1} "
                          f"other{'s' * (len(tied) > 2)} ({how}): the tied group is "
                          f"{named}. See [{SIGNIFICANCE}](#{anchor(SIGNIFICANCE)}).")
         elif untested:
@@ -220,6 +220,9 @@ def build_markdown(results: Results, runs: pd.DataFrame, superseded: pd.DataFram
         tables.leaderboard_table(table, intervals, tables.tie_marks(
             evidence.test if evidence is not None else None, table.dropna(subset=["miou"])["model"].tolist())),
         "",
+        *([f"{tables.STILL_IMPROVING_MARK} A seed of this model reached the epoch cap before its validation plateau "
+           "([Training](#training)).", ""]
+          if "still_improving" in table.columns and table["still_improving"].fillna(0).gt(0).any() else []),
         *(other_devices(selection, table) if several else []),
         *significance(table, evidence, placed.get("intervals")),
         *accuracy(results, runs, table, evidence),

@@ -40,9 +40,10 @@ def is_synthetic(results: Results, runs: pd.DataFrame) -> bool:
 CELL_MAX = 120
 #: Settings shown elsewhere in the provenance (or the sweep's, not the run's): left out of the groups.
 _SHOWN_ELSEWHERE = {"data", "dataset_fingerprint", "profile.description", "profile.name", "profile.seeds",
-                    "profile.data", "profile.jobs"}
+                    "profile.data", "profile.jobs", "profile.models", "profile.companion"}
 _TRAINING = {"epochs", "steps_per_epoch", "batch_size", "learning_rate", "augment", "freeze_encoder", "weights",
-             "shuffle_buffer", "val_subsplits", "precise_bn_batches", "run_eagerly"}
+             "shuffle_buffer", "val_subsplits", "precise_bn_batches", "run_eagerly", "val_images", "val_seed",
+             "patience", "trained_models"}
 
 
 def _clip(text: str, limit: int = CELL_MAX) -> str:

@@ -72,7 +72,7 @@ def _config(runs: pd.DataFrame, key: str) -> list[str]:
 
 
 def _reasons(group: pd.DataFrame) -> str:
-    names = {PLATEAU: "plateau", CAP_STILL_IMPROVING: f"cap, still improving {STILL_IMPROVING_MARK}",
+    names = {PLATEAU: "plateau", CAP_STILL_IMPROVING: f"cap before a plateau {STILL_IMPROVING_MARK}",
              ALL_EPOCHS: "every epoch (no early stopping)"}
     counts = group["stop_reason"].fillna("").astype(str).value_counts()
     parts = [f"{names.get(reason, reason)} ×{n}" for reason, n in sorted(counts.items()) if reason]
@@ -101,23 +101,30 @@ def training_section(results: Results, runs: pd.DataFrame, table: pd.DataFrame) 
     per_run = trained.set_index("run_id").join(wide, how="left")
     val_images, val_seed = _config(trained, "val_images"), _config(trained, "val_seed")
     patience, cap = _config(trained, "patience"), _config(trained, "epochs")
+    precise_bn = _config(trained, "precise_bn_batches")
     lines = [f"## {TRAINING}", ""]
     protocol = []
     if val_images and val_images != ["0"]:
         protocol.append(
             f"Every network was validated after each epoch on {' / '.join(val_images)} images held out of the "
             f"training split (chosen by seed {' / '.join(val_seed) or '0'}, the same images for every model and "
-            "seed; no test image is used for any choice). Before each validation the BatchNorm statistics were "
-            "recomputed from training batches (precise BN), so the validation mIoU measures the model the test "
-            "measures."
+            "seed; no test image is used for any choice)."
         )
+        if precise_bn and "0" not in precise_bn:
+            protocol.append(
+                f"Before each validation the BatchNorm statistics were recomputed from {' / '.join(precise_bn)} "
+                "training batches (precise BN), so the validation mIoU measures the model the test measures."
+            )
+        else:
+            protocol.append("BatchNorm statistics were not recomputed before validation (precise BN off for some "
+                            "or all runs): their moving averages may lag what training learned.")
     if patience and patience != ["0"]:
         protocol.append(
             f"Training stopped once the validation mIoU had not improved for {' / '.join(patience)} "
             f"epoch{'s' * (patience != ['1'])}, at most {' / '.join(cap)} epoch{'s' * (cap != ['1'])}, and the best "
             "epoch's weights were restored. A model marked "
-            f"{STILL_IMPROVING_MARK} in the leaderboard has a seed that reached the cap still improving: more "
-            "epochs might have moved it."
+            f"{STILL_IMPROVING_MARK} in the leaderboard has a seed that reached the cap before a plateau (its "
+            "validation mIoU had improved within its last patience epochs): more epochs might have moved it."
         )
     lines += [" ".join(protocol) if protocol else "No early stopping: every epoch of the schedule was trained.", ""]
     order = [m for m in table["model"] if m in set(per_run["model"])]
