@@ -41,7 +41,7 @@ def test_the_local_executor_never_plans_two_runs_beyond_the_memory() -> None:
 
 
 def test_peak_memory_prefers_what_this_machine_measured() -> None:
-    cfg = _cfg("unet-resnet50")
+    cfg = _cfg("unet-resnet50", trained_models=("*",))  # a run that trains
     table = peak_memory_mb(cfg, [])
     stored = {
         "status": "ok", "model": cfg.model,
@@ -49,6 +49,8 @@ def test_peak_memory_prefers_what_this_machine_measured() -> None:
         "metrics": [{"metric": "peak_rss_mb", "value": 2244.0, "unit": "MB"}],
     }
     assert peak_memory_mb(cfg, [stored]) == pytest.approx(2244.0 * PEAK_MARGIN)
+    # A cost run's peak holds no training: it never plans a run that trains.
+    assert peak_memory_mb(cfg, [{**stored, "cost_only": True}]) == table
     other_size = {**stored, "config_flat": {"profile.image_size": 256, "profile.batch_size": cfg.profile.batch_size}}
     assert peak_memory_mb(cfg, [other_size]) == table  # another image size says nothing
     # The FCNs' 0.45 G parameters dominate; bigger batches add activations.

@@ -264,7 +264,7 @@ def test_list_shows_the_default_matrix_its_parts_and_its_companion(tmp_path: Pat
     # without the test plugins (the companion's matrix is every registered model).
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("SEGMODELS_PLUGINS", None)
-    listing = subprocess.run(bench_cmd("list", "--data", "synthetic"), cwd=tmp_path, env=env,
+    listing = subprocess.run(bench_cmd("list"), cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=240)
     assert listing.returncode == 0, listing.stderr[-2000:]
     out = listing.stdout

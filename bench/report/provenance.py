@@ -76,7 +76,11 @@ def _counted(counts: pd.Series, unit: str = "") -> str:
     text = f"{len(parts)} values: "
     for i, part in enumerate(parts):
         rest = f", … and {len(parts) - i} more"
-        if len(text) + len(part) + 2 + (len(rest) if i < len(parts) - 1 else 0) > CELL_MAX:
+        room = CELL_MAX - len(text) - 2 - (len(rest) if i < len(parts) - 1 else 0)
+        if len(part) > room:
+            if i == 0:  # even the first value does not fit: show as much of it as does
+                more = f", … and {len(parts) - 1} more" if len(parts) > 1 else ""
+                return text + _clip(part, max(CELL_MAX - len(text) - len(more), 8)) + more
             return text.rstrip(", ") + rest
         text += part + (", " if i < len(parts) - 1 else "")
     return text
@@ -160,7 +164,8 @@ def shared_and_varying(results: Results, runs: pd.DataFrame) -> tuple[list[tuple
         key = column.removeprefix("config.")
         counts = _distinct(results, runs, column)
         if len(counts) > 1:
-            if key not in {"profile.description"}:
+            # The sweep's words and matrix, not a setting of the runs (their own rows say so).
+            if key not in {"profile.description", "profile.models", "profile.companion"}:
                 varying.append((key, _counted(counts)))
         elif len(counts) == 1 and key not in _SHOWN_ELSEWHERE:
             name = key.removeprefix("profile.timing.").removeprefix("profile.")
