@@ -1,7 +1,7 @@
 """The command line's grammar: ``python -m bench run | list | report`` and the type of each option.
 
 Option values are parsed here (an integer, a seed list, a choice); whether a value is in range is
-the profile's question (:func:`bench.profiles.profile_problem`), asked once the overrides are
+the profile's question (:func:`bench.config.profiles.profile_problem`), asked once the overrides are
 applied. A bad value is a :class:`UsageError`: one line, exit code 2, nothing loaded or stored.
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.profiles import MAX_SEEDS, PROFILES
+from bench.config.profiles import MAX_SEEDS, PROFILES
 
 
 class UsageError(Exception):

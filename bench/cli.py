@@ -15,11 +15,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bench.arguments import UsageError, build_parser
-from bench.executors.base import EXIT_INTERRUPTED
-from bench.profiles import PROFILES, Profile, ProfileError
+from bench.execute.executor import EXIT_INTERRUPTED
+from bench.config.profiles import PROFILES, Profile, ProfileError
 
 #: Where the committed reference results live (``results/<profile>``): read-only for sweeps.
 REFERENCE_RESULTS = Path("results")
@@ -75,9 +75,9 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
 
 
 def fast_overrides(base: Profile) -> dict[str, Any]:
-    """``--fast``: the fastest mode on this machine's device (:func:`bench.modes.fast_settings`),
+    """``--fast``: the fastest mode on this machine's device (:func:`bench.config.modes.fast_settings`),
     said on stderr; an eager profile (smoke) compiles nothing, so XLA stays off there."""
-    from bench.modes import fast_settings, local_gpus
+    from bench.config.modes import fast_settings, local_gpus
 
     choice = fast_settings(local_gpus())
     settings = choice.settings()
@@ -91,8 +91,8 @@ def fast_overrides(base: Profile) -> dict[str, Any]:
 def check_model_globs(globs: Sequence[str], option: str = "--mc-models") -> None:
     """A ``--mc-models`` (or ``--trained-models``) glob that names no model is a usage error (a typo
     would silently do nothing)."""
-    from bench.config import matches_model
-    from bench.plan import all_models
+    from bench.config.run_config import matches_model
+    from bench.plan.matrix import all_models
 
     models = all_models()
     for glob in globs:
@@ -114,7 +114,7 @@ def check_data(text: str) -> str:
 def resolve_pairs(args: argparse.Namespace, profile: Profile) -> list[tuple[str, str]]:
     """The pairs ``--arch`` and ``--backbone`` select; without ``--arch``, the profile's matrix."""
     import segmodels
-    from bench.plan import select_models
+    from bench.plan.matrix import select_models
     from segmodels.classical import list_classical_models
 
     if args.arch is None:
@@ -132,7 +132,7 @@ def resolve_pairs(args: argparse.Namespace, profile: Profile) -> list[tuple[str,
 
 def _nearest_model(args: argparse.Namespace) -> str:
     """" Did you mean ...?" for the first plain (glob-free) --arch or --backbone name that matches nothing."""
-    from bench.plan import all_models, split_globs
+    from bench.plan.matrix import all_models, split_globs
     from segmodels.registry import suggest
 
     models = all_models()
@@ -168,8 +168,8 @@ def check_out(out: Path) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any]]:
-    from bench.plan import plan, resolve_data
-    from bench.store import ResultsStore
+    from bench.plan.matrix import plan, resolve_data
+    from bench.store.results import ResultsStore
 
     profile = resolve_profile(args)
     pairs = resolve_pairs(args, profile)
@@ -202,9 +202,9 @@ def check_validation_split(profile: Profile, provenance: dict[str, Any]) -> None
 
 def check_memory(profile: Profile, pairs: list[tuple[str, str]], out: Path, replicas: int) -> None:
     """Refuses, before any data is loaded, a sweep whose runs cannot fit in this machine's memory."""
-    from bench.limits import memory_problem
-    from bench.plan import DataChoice, plan
-    from bench.store import ResultsStore
+    from bench.execute.limits import memory_problem
+    from bench.plan.matrix import DataChoice, plan
+    from bench.store.results import ResultsStore
 
     runs = plan(profile, pairs, DataChoice(profile.data, {}), replicas=replicas)
     problem = memory_problem(runs, ResultsStore(out).records() if out.is_dir() else [])
@@ -216,8 +216,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from bench.clock import format_duration
-    from bench.estimate import describe_estimate, describe_parts, estimates, run_part
-    from bench.plan import status
+    from bench.plan.estimate import describe_estimate, describe_parts, estimates, run_part
+    from bench.plan.matrix import status
 
     profile, data, store, out, runs = _prepare(args)
     st = status(runs, store)
@@ -237,7 +237,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"Results: {out}")
     mine = store.context()
     if mine is not None and mine.get("context_id") != runs[0].context_id:
-        from bench.store import context_mismatch
+        from bench.store.results import context_mismatch
 
         print(f"!! {context_mismatch(out, mine.get('context', {}), runs[0].context())}")
     print(tabulate(rows, headers=["model", "seed", "part", "status", "time", "run id"], tablefmt="github"))
@@ -258,9 +258,9 @@ def _companion_estimate(args: argparse.Namespace, profile: Profile, data: Any) -
     """The line of ``list`` for the profile's companion (``quick``: ``costs``), as ``nox -s bench``
     runs it: its default matrix into its default folder; empty without one, or when this command
     already names its own models or folder (the companion would not be the default's)."""
-    from bench.estimate import describe_estimate, describe_parts, estimates
-    from bench.plan import plan, select_models, status
-    from bench.store import ResultsStore
+    from bench.plan.estimate import describe_estimate, describe_parts, estimates
+    from bench.plan.matrix import plan, select_models, status
+    from bench.store.results import ResultsStore
 
     if not profile.companion or args.out is not None or args.arch != ",".join(profile.models):
         return ""
@@ -286,7 +286,7 @@ def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
     if args.executor == "ray":
         if args.jobs is not None:
             raise UsageError("--jobs is for the local executor; on Ray the resources decide (see --cpus-per-run).")
-        from bench.executors.ray import RayExecutor, RaySettings
+        from bench.execute.ray import RayExecutor, RaySettings
 
         settings = RaySettings(
             address=args.ray_address, gpus_per_run=args.gpus_per_run,
@@ -297,24 +297,24 @@ def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
     if given:
         raise UsageError(f"{', '.join(given)} only applies with --executor ray.")
     if args.gpus_per_run > 1:
-        from bench.devices import local_device_shortage
+        from bench.measure.devices import local_device_shortage
 
         shortage = local_device_shortage(args.gpus_per_run)
         if shortage:
             raise UsageError(shortage)
-    from bench.executors.local import LocalExecutor
+    from bench.execute.local import LocalExecutor
 
     return LocalExecutor(jobs=profile.jobs)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import envinfo
-    from bench.build import imagenet_weights_available
-    from bench.estimate import describe_estimate, estimates
-    from bench.executors.ray import RayExecutorError
-    from bench.plan import status
-    from bench.store import FolderNotOwnedError, StoreWriteError, SweepLockedError
-    from bench.sweep import render_report, sweep
+    from bench.measure.run import envinfo
+    from bench.measure.build import imagenet_weights_available
+    from bench.plan.estimate import describe_estimate, estimates
+    from bench.execute.ray import RayExecutorError
+    from bench.plan.matrix import status
+    from bench.store.results import FolderNotOwnedError, StoreWriteError, SweepLockedError
+    from bench.execute.sweep import sweep
 
     profile, data, store, out, runs = _prepare(args)
     (context_id,) = {cfg.context_id for cfg in runs}  # one sweep, one comparison context
@@ -337,7 +337,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"Profile {profile.name}: {profile.description}", file=err)
             print(f"Data: {data.describe()}", file=err)
             print(f"Executor: {executor.describe()}", file=err)
-            from bench.modes import describe_profile_mode, local_gpus
+            from bench.config.modes import describe_profile_mode, local_gpus
 
             print(f"Speed mode: {describe_profile_mode(profile, accelerator=bool(local_gpus()))}", file=err)
             if data.synthetic and profile.data != "synthetic":
@@ -389,14 +389,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     if not args.no_report:
-        render_report(out, out=err)
+        render_after_sweep(out, out=err)
         warn_mixed_modes(store.records(), err)
     return 0
 
 
 def warn_mixed_modes(records: list[dict[str, Any]], err: Any) -> None:
-    """Says when runs ranked together ran in different effective speed modes (bench.modes)."""
-    from bench.modes import mixed_modes_warning
+    """Says when runs ranked together ran in different effective speed modes (bench.config.modes)."""
+    from bench.config.modes import mixed_modes_warning
 
     warning = mixed_modes_warning(records)
     if warning:
@@ -420,7 +420,7 @@ def report_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.store import ENVIRONMENT_JSON, ResultsStore, StoreWriteError, atomic_write_json
+    from bench.store.results import ENVIRONMENT_JSON, ResultsStore, StoreWriteError, atomic_write_json
 
     out = report_dir(args)
     store = ResultsStore(out)
@@ -480,7 +480,7 @@ def environment_problem(path: Path) -> str | None:
 def _refused(error: BaseException) -> bool:
     """Whether ``error`` is a results folder or a model plugin that the command cannot use: said in
     one line, like a bad option. Imported here: the store needs pandas, which --help does not."""
-    from bench.store import FolderNotOwnedError
+    from bench.store.results import FolderNotOwnedError
     from segmodels.registry import PluginError
 
     return isinstance(error, (FolderNotOwnedError, PluginError))
@@ -504,3 +504,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def render_after_sweep(results_dir: Path, out: TextIO = sys.stderr) -> Path | None:
+    """Renders the report after a sweep when ``bench.report`` is there; a failure is said, never
+    fatal: the sweep's results are stored whatever the report does."""
+    try:
+        from bench.report import render_report as render
+    except ImportError as error:
+        print(f"Report not rendered: bench.report is not available ({error}).", file=out)
+        return None
+    try:
+        path = render(results_dir)
+    except Exception as error:  # noqa: BLE001 - the sweep's results are stored whatever the report does
+        print(
+            f"Report FAILED ({type(error).__name__}: {error}); the results are stored in {results_dir}. "
+            f"Retry with: python -m bench report --out {results_dir}",
+            file=out,
+        )
+        return None
+    print(f"Report: {path}", file=out)
+    return Path(path)

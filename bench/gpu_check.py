@@ -56,7 +56,7 @@ DEFAULT_RUN_ARGS = [
 #: schedule while catching a broken mode (half-precision logits in the loss cost far more).
 PARITY_TOLERANCE = 0.03
 
-#: The largest-batch search stops here in the check (bench.timing.MAX_BATCH_ENV), to fit its time.
+#: The largest-batch search stops here in the check (bench.measure.timing.MAX_BATCH_ENV), to fit its time.
 CHECK_MAX_BATCH = "1024"
 
 EXIT_FAILED = 1
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tabulate import tabulate
 
-    from bench.modes import fast_settings, local_gpus
+    from bench.config.modes import fast_settings, local_gpus
 
     gpus = local_gpus()
     if not gpus and not args.allow_cpu:

@@ -13,6 +13,9 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from segmodels import registry as _registry
+from segmodels._discovery import discover as _discover
+from segmodels._discovery import load_classical as _load_classical
 from segmodels._discovery import load_plugins
 from segmodels.registry import (
     ArchitectureCost,
@@ -53,6 +56,8 @@ __all__ = [
     "register_architecture",
     "register_backbone",
 ]
+
+_registry.install_loaders(networks=_discover, classical=_load_classical)
 
 
 def __getattr__(name: str) -> Any:

@@ -80,3 +80,9 @@ def discover() -> None:
             except Exception as error:  # noqa: BLE001 - a broken installed plugin is said in one line
                 raise _failed(entry.value, f"entry point {entry.name!r} of {group}", error) from error
     load_plugins(os.environ.get("SEGMODELS_PLUGINS"))
+
+
+def load_classical() -> None:
+    """Registers the classical methods. They need the [classical] extra (scikit-image), so the
+    networks never import them: only a lookup of a classical method does."""
+    import segmodels.classical  # noqa: F401 - lazy: keeps scikit-image optional for the networks

@@ -92,7 +92,7 @@ ARCHITECTURE = CLASSICAL_ARCHITECTURE
 # perimeters (skimage.measure.perimeter) of "pet" and of "pet or border". Median over images 4.63
 # (mean 4.83, 10th-90th percentile 3.5-6.5); the median per-pixel thickness (distance to pet +
 # distance to background - 1) agrees at 5.0. ``measure_border_width`` re-measures it and
-# tests/test_classical.py checks this constant against the sample when the sample is present.
+# tests/segmodels/test_classical.py checks this constant against the sample when the sample is present.
 BORDER_WIDTH_128 = 4.6
 
 # Chosen on the sample's trainval split only (a coarse grid; the test split is for reporting):

@@ -52,7 +52,7 @@ def suggest(name: str, known: Iterable[str]) -> str:
 # === Cost hints ===
 # Calibrated on the project's reference machine (2 CPU cores, no GPU) from `--profile quick` runs
 # at 128 px (training speed, fixed costs) and the smoke and quick sweeps (peak memory); read by
-# bench.estimate. The defaults are what a model that was never measured gets: a middling head on a
+# bench.plan.estimate. The defaults are what a model that was never measured gets: a middling head on a
 # slow backbone, so a new model is not promised more than it may deliver.
 
 
@@ -230,17 +230,26 @@ def register_classical(name: str, *, family: Literal["edge", "region"], descript
 # === Lookup ===
 
 
-def _discover() -> None:
-    # Imported here: the discovered modules import this one to register themselves.
-    from segmodels._discovery import discover
+#: What fills the tables before a lookup: the package installs them on import
+#: (``segmodels/__init__.py``: :func:`segmodels._discovery.discover` for the networks,
+#: :func:`segmodels._discovery.load_classical` for the classical methods). Injected rather than
+#: imported because the modules they import register themselves here: this module imports none of
+#: them, so the graph has no circle.
+_LOADERS: dict[str, Callable[[], None]] = {}
 
-    discover()
+
+def install_loaders(*, networks: Callable[[], None], classical: Callable[[], None]) -> None:
+    """Sets what :func:`get_architecture` and the other lookups run before they look."""
+    _LOADERS["networks"] = networks
+    _LOADERS["classical"] = classical
+
+
+def _discover() -> None:
+    _LOADERS["networks"]()
 
 
 def _load_classical() -> None:
-    # The classical methods register themselves on import; they need the [classical] extra
-    # (scikit-image), so networks never import them.
-    import segmodels.classical  # noqa: F401
+    _LOADERS["classical"]()
 
 
 def _lookup(kind: str, name: str, table: dict[str, T]) -> T:

@@ -4,7 +4,7 @@ Each classical run's family (``edge`` or ``region``) is read from its record.jso
 runner stored it (``classical_family``); every number is a stored metric or a mean of stored
 metrics over methods. Nothing is recomputed from predictions. Each claim that one side is better
 (family against family, best against best, best deep model against best classical) is a paired
-test on the per-image evidence (:func:`bench.report.evidence.contrast`: the classical methods are
+test on the per-image evidence (:func:`bench.report.statistics.contrast`: the classical methods are
 deterministic, the network's seeds enter where it has several), Holm-corrected over the section's
 comparisons, and says which noise it covers; without evidence the section gives the differences
 and says they are untested.
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from bench.report import evidence as ev
+from bench.report import statistics as ev
 from bench.report import tables
 from bench.report.load import Results
-from bench.report.stats import CLASS_METRICS, EvidenceSummary
+from bench.report.summary import CLASS_METRICS, EvidenceSummary
 
 FAMILIES = ("edge", "region")
 FAMILY_NAMES = {"edge": "Edge-based", "region": "Region-based"}
@@ -78,7 +78,7 @@ def compare(table: pd.DataFrame, families: dict[str, str]) -> ClassicalCompariso
     """The comparison, or None when no classical model has a stored mIoU.
 
     Args:
-        table: The per-model summary (``bench.report.stats.model_table``), leaderboard order.
+        table: The per-model summary (``bench.report.summary.model_table``), leaderboard order.
         families: :func:`method_families`.
     """
     ok = table.dropna(subset=["miou"])

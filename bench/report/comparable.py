@@ -2,7 +2,7 @@
 
 A results folder may hold runs of several comparison contexts (folders of older harnesses, or
 folders merged by hand) and runs measured on several devices. The report ranks only the runs of
-the folder's context (:meth:`bench.config.RunConfig.context`): the one ``context.json`` names, or,
+the folder's context (:meth:`bench.config.run_config.RunConfig.context`): the one ``context.json`` names, or,
 in a folder without it, the context of the most recent run. Runs of other contexts never reach
 the leaderboard, the figures or the "superseded" logic; they are summarised apart.
 
@@ -22,11 +22,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench.config import RunConfig
-from bench.profiles import PROFILES
+from bench.config.run_config import RunConfig
+from bench.config.profiles import PROFILES
 from bench.report.load import Results, as_bool
-from bench.report.stats import current_runs
-from bench.store import CONTEXT_JSON, record_context_id
+from bench.report.summary import current_runs
+from bench.config.run_config import record_context_id
+from bench.store.results import CONTEXT_JSON
 
 #: Cost metrics that are not ``latency_*`` or ``*_time_s``: they depend on the device that measured them.
 _COST_METRICS = frozenset({"inference_throughput", "train_throughput", "peak_rss_mb", "peak_device_mem_mb",

@@ -24,7 +24,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
 from bench.report.load import Predictions
-from bench.report.stats import CLASS_METRICS
+from bench.report.summary import CLASS_METRICS
 from segmodels.trimap import CLASS_NAMES
 
 DPI = 110

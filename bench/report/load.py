@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.evidence_file import load_evidence
+from bench.evidence.npz import load_evidence
 
 # The file names and key columns are the store's: one definition of the layout for writer and reader.
-from bench.store import CONTEXT_JSON, ENVIRONMENT_JSON, HISTORY_COLUMNS, HISTORY_CSV, METRICS_CSV, RUN_KEY, RUNS_CSV
-from bench.store import EVIDENCE as EVIDENCE_NPZ
-from bench.store import PREDICTIONS as PREDICTIONS_NPZ
-from bench.store import RECORD as RECORD_JSON
+from bench.store.results import CONTEXT_JSON, ENVIRONMENT_JSON, HISTORY_COLUMNS, HISTORY_CSV, METRICS_CSV, RUN_KEY, RUNS_CSV
+from bench.store.results import EVIDENCE as EVIDENCE_NPZ
+from bench.store.results import PREDICTIONS as PREDICTIONS_NPZ
+from bench.store.results import RECORD as RECORD_JSON
 
 _REQUIRED_RUN_COLUMNS = [*RUN_KEY, "status", "error", "family"]
 _REQUIRED_METRIC_COLUMNS = ["run_id", "model", "metric", "value"]
@@ -84,7 +84,7 @@ class Results:
             )
 
     def evidence(self, run_id: str) -> dict[str, np.ndarray] | None:
-        """The run's evidence.npz (:data:`bench.evidence_file.SCHEMA`), or None where the runner stored
+        """The run's evidence.npz (:data:`bench.evidence.npz.SCHEMA`), or None where the runner stored
         none (runs measured before it existed). Raises ``ValueError`` or ``OSError`` for an unreadable file."""
         path = self.root / "runs" / run_id / EVIDENCE_NPZ
         if not path.is_file():

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pandas as pd
 
-from bench.report import evidence as ev
+from bench.report import statistics as ev
 from bench.report import tables
 from bench.report.comparable import Selection
 from bench.report.load import Results, as_bool
@@ -30,7 +30,7 @@ from bench.report.sections import (
     other_devices,
     significance,
 )
-from bench.report.stats import NO_EVIDENCE, EvidenceSummary
+from bench.report.summary import NO_EVIDENCE, EvidenceSummary
 
 #: The leading deep models: the reliability diagram's and the "lowest ECE" line's.
 LEADING = 4
@@ -91,8 +91,8 @@ def _warnings(results: Results, runs: pd.DataFrame, superseded: pd.DataFrame, ta
 
 def _effective_modes(runs: pd.DataFrame) -> Counter[str]:
     """How many ok runs ran in each effective (precision, XLA, determinism) mode, as stored in
-    runs.csv (rows from before these columns existed ran in :data:`bench.modes.LEGACY`)."""
-    from bench.modes import LEGACY
+    runs.csv (rows from before these columns existed ran in :data:`bench.config.modes.LEGACY`)."""
+    from bench.config.modes import LEGACY
 
     ok = runs[runs["status"] == "ok"]
     counts: Counter[str] = Counter()
@@ -175,7 +175,7 @@ def build_markdown(results: Results, runs: pd.DataFrame, superseded: pd.DataFram
     ``classical_section``: the "Edge-based vs region-based" lines (bench.report.classical), placed
     after the per-class IoU; absent when no classical run is stored. ``selection``: what was left
     out of the ranking (bench.report.comparable): runs of other contexts, costs of other devices.
-    ``evidence``: what the per-image evidence says (:func:`bench.report.stats.evidence_summary`);
+    ``evidence``: what the per-image evidence says (:func:`bench.report.summary.evidence_summary`);
     ``placed``: the figures drawn inside their sections (``intervals``, ``reliability``,
     ``mc_curve``, ``mc_gallery``), by key.
     """

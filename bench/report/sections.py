@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.report import evidence as ev
+from bench.report import statistics as ev
 from bench.report import tables
 from bench.report.comparable import Selection
 from bench.report.load import Results
 from bench.report.provenance import stored_values
-from bench.report.stats import NO_EVIDENCE, EvidenceSummary
+from bench.report.summary import NO_EVIDENCE, EvidenceSummary
 
 NOT_RANKED = "Not ranked: runs of another comparison context"
 OTHER_DEVICES = "Costs measured on other devices"

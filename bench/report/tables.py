@@ -14,8 +14,8 @@ from tabulate import tabulate
 
 from bench.clock import format_duration
 from bench.report.comparable import OtherContext, synthetic
-from bench.report.evidence import Coverage
-from bench.report.stats import CLASS_METRICS
+from bench.report.statistics import Coverage
+from bench.report.summary import CLASS_METRICS
 
 DASH = "—"
 _NOT_PRETRAINED = {"", "none", "null", "random", "scratch", "nan"}
@@ -168,8 +168,8 @@ def leaderboard_table(table: pd.DataFrame, intervals: pd.DataFrame | None = None
     successful run come last.
 
     Args:
-        table: :func:`bench.report.stats.model_table`.
-        intervals: :attr:`bench.report.stats.EvidenceSummary.intervals` (None: t-intervals only).
+        table: :func:`bench.report.summary.model_table`.
+        intervals: :attr:`bench.report.summary.EvidenceSummary.intervals` (None: t-intervals only).
         marks: :func:`tie_marks`; the "Tied with #1" column is left out when empty (no test).
     """
     headers = ["#", "Model", "mIoU [95% interval]", *(["Tied with #1"] if marks else []), "Boundary IoU",
@@ -256,8 +256,8 @@ def monte_carlo_table(table: pd.DataFrame, intervals: pd.DataFrame | None, tests
 
     Args:
         table: The models with a stored ``mc_miou`` (rank order).
-        intervals: :attr:`bench.report.stats.EvidenceSummary.intervals`.
-        tests: Model -> :class:`bench.report.evidence.PairedTest` of MC minus deterministic mIoU.
+        intervals: :attr:`bench.report.summary.EvidenceSummary.intervals`.
+        tests: Model -> :class:`bench.report.statistics.PairedTest` of MC minus deterministic mIoU.
     """
     headers = ["#", "Model", "T", "mIoU, 1 pass", "mIoU, MC [95% interval]", "MC minus 1 pass [95% interval]",
                "Latency p50, 1 pass / T passes (ms)"]

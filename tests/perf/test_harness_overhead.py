@@ -1,7 +1,7 @@
 """What the harness costs in training speed: at most 5% against a bare ``model.fit``.
 
 U-Net MobileNetV2 at 128 px. The harness side is the harness's own path and its own figure: the
-``bench.data`` training pipeline (cache, seeded shuffle, flips, prefetch) into ``bench.train.train``
+``bench.data`` training pipeline (cache, seeded shuffle, flips, prefetch) into ``bench.measure.train.train``
 (NaN guard, step timer, Keras progress) under the worker's seeding and op determinism, and the
 ``train_throughput`` it reports. The baseline is ``model.fit`` on the same images as in-memory
 NumPy arrays, timed by the wall clock over a second ``fit`` call (the first one traces), in a fresh
@@ -37,13 +37,13 @@ source = f"dir:{os.environ['SEGBENCH_PETS_DIR']}" if os.environ.get("SEGBENCH_PE
 splits = load_pets(source, image_size=128, seed=0)
 model = segmodels.create_model("unet", "mobilenetv2", input_shape=(128, 128, 3))
 if mode == "harness":
-    from bench.train import train
+    from bench.measure.train import train
     tf.config.experimental.enable_op_determinism()
     data = train_batches(splits.train, batch_size=batch, seed=0, augment=True)
     result = train(model, data, epochs=2, steps_per_epoch=steps, batch_size=batch, learning_rate=1e-3, verbose=2)
     ips = result.train_throughput
 else:
-    from bench.train import compile_model
+    from bench.measure.train import compile_model
     pairs = list(splits.train.as_numpy_iterator())
     x = np.stack([p[0] for p in pairs]); y = np.stack([p[1] for p in pairs])
     n = batch * steps

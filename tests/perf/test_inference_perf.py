@@ -1,6 +1,6 @@
 """Cross-check of the harness's latency: pytest-benchmark times the very callable the harness times.
 
-For a few models at 128 px the harness's batch-1 latency (``bench.timing.measure_latency`` with the
+For a few models at 128 px the harness's batch-1 latency (``bench.measure.timing.measure_latency`` with the
 quick profile's bounds) and pytest-benchmark's median over the same ``make_predict_fn`` callable
 must agree within 10%. Where a quick sweep is stored (``results/quick`` or ``$SEGBENCH_RESULTS``),
 its p50 for the same model is printed beside them (trained weights, another process: shown, not
@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 import segmodels
-from bench.profiles import PROFILES
-from bench.timing import example_batch, make_predict_fn, measure_latency
+from bench.config.profiles import PROFILES
+from bench.measure.timing import example_batch, make_predict_fn, measure_latency
 
 pytestmark = pytest.mark.perf
 

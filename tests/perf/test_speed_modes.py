@@ -1,8 +1,8 @@
 """Speed modes on this machine, measured in one process as ratios (issue #13).
 
-* The training loop without a per-step host sync: ``bench.train.BoundaryCallbacks`` (batch-end
+* The training loop without a per-step host sync: ``bench.measure.train.BoundaryCallbacks`` (batch-end
   hooks, and so reads of the logs, at check points only) against Keras's own ``CallbackList``,
-  which copies the logs to the host after every step (what ``bench.train`` did before).
+  which copies the logs to the host after every step (what ``bench.measure.train`` did before).
 * Precision, XLA and op determinism: training images/s of U-Net MobileNetV2 at 128 px, batch 8,
   for each mode (the figures of README "Speed").
 
@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
-from bench.train import CHECK_EVERY, BoundaryCallbacks, NaNGuard, StepTimer, compile_model
+from bench.measure.train import CHECK_EVERY, BoundaryCallbacks, NaNGuard, StepTimer, compile_model
 
 pytestmark = pytest.mark.perf
 

@@ -1,0 +1,427 @@
+"""Per-image evidence measured on the device during evaluation (issue #12).
+
+Every function here is TensorFlow ops on one batch: masks ``(N, H, W)`` (or ``(N, H, W, 1)``) of
+class ids and logits ``(N, H, W, C)``. Only small per-image arrays (at most a few hundred numbers
+an image) leave the device; no per-pixel tensor is copied to the host. The report
+(:mod:`bench.report.statistics`) turns the stored arrays into numbers, intervals and tests.
+
+What is measured, per image unless noted:
+
+- ``confusion``: the 3x3 confusion counts, rows = true class, columns = ``argmax(logits)``.
+  Pooled and per-image mIoU, and the pet-vs-background foreground IoU with border pixels ignored
+  (the dataset's own measure), all derive from it, so nothing else is stored for them.
+- ``boundary_iou_counts``: intersection and union of the pet's boundary bands, for Boundary IoU
+  (Cheng et al., CVPR 2021, arXiv:2103.16562). See :func:`boundary_region` for the definition.
+- ``nll_sum``, ``brier_sum``: the per-image sums of the pixel negative log-likelihood (nats) and
+  multi-class Brier score ``sum_c (p_c - onehot_c)^2``, from the softmax of float32 logits.
+- ``calibration_*`` (per run): for 15 equal-width bins of the max softmax probability, the pixel
+  count, the sum of that confidence and the count of correct pixels: pixel-level expected
+  calibration error (Guo et al., ICML 2017, arXiv:1706.04599; bins are ``(lo, hi]`` as there).
+
+Monte-Carlo dropout (:class:`MCDropoutAccumulator`) adds, from T stochastic softmax samples, the
+predictive entropy histograms of correct and wrong pixels (AUROC and PAvPU, Mukhoti & Gal 2018,
+arXiv:1811.12709) and the mIoU/ECE curve after the first t samples, without holding T copies.
+
+Implementation notes, for running inside a traced, deterministic evaluation on a GPU: counts are
+``unsorted_segment_sum`` of float32 ones, per image (exact: every segment holds at most H*W < 2**24
+pixels, where a float32 sum of ones still counts by one; deterministic GPU kernels exist under
+``enable_op_determinism``), index arithmetic is int64 (TF keeps int32 arithmetic in host memory on
+GPUs), results are cast to int32 only at the end, and the host sums images in int64.
+
+Why one module of this size: every evidence array is measured in one traced step on the device;
+their definitions (bands, bins, MC curve) stay side by side so that the step stays one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from numpy.typing import ArrayLike
+
+from bench.config.run_config import NUM_CLASSES
+from bench.evidence.npz import (  # noqa: F401 (the stored format, re-exported where it is measured)
+    CALIBRATION_ARRAYS,
+    CALIBRATION_BINS,
+    ENTROPY_BINS,
+    MC_PER_IMAGE,
+    SCHEMA,
+    check_evidence,
+    load_evidence,
+    save_evidence,
+)
+from segmodels.trimap import BORDER, PET
+#: Boundary IoU's band width as a fraction of the image diagonal (the paper's d = 2%).
+BOUNDARY_RATIO = 0.02
+#: Predictive-entropy histograms have ENTROPY_BINS equal bins over [0, log(NUM_CLASSES)] nats.
+MAX_ENTROPY = math.log(NUM_CLASSES)
+#: The sample curve is recorded after t samples for t in 1, 2, 5, 10, 20, 50, ... and at T.
+CURVE_SERIES = (1, 2, 5)
+
+
+# === Definitions ===
+
+
+def boundary_width(image_size: int | Sequence[int], ratio: float = BOUNDARY_RATIO) -> int:
+    """Boundary IoU's band width d in pixels: ``max(1, round(ratio * sqrt(H**2 + W**2)))``.
+
+    The reference implementation's rule (boundary-iou-api ``mask_to_boundary``), so the band
+    scales with the image: 4 px at 128x128, 6 px at 224x224, 14 px at 512x512.
+    """
+    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size)
+    return max(1, round(ratio * math.hypot(h, w)))
+
+
+def curve_points(num_samples: int) -> tuple[int, ...]:
+    """Sample counts at which the MC-dropout curve is recorded: 1, 2, 5, 10, 20, 50, ... <= T, and T."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+    points, scale = [], 1
+    while scale <= num_samples:
+        points += [m * scale for m in CURVE_SERIES if m * scale <= num_samples]
+        scale *= 10
+    return tuple(sorted(set(points) | {num_samples}))
+
+
+# === Per-image evidence (TensorFlow ops on one batch) ===
+
+
+def _class_ids(masks: Any) -> tf.Tensor:
+    masks = tf.convert_to_tensor(masks)
+    if masks.shape.rank == 4:
+        masks = masks[..., 0]
+    return tf.cast(masks, tf.int64)
+
+
+def _segment_counts(values: tf.Tensor, ids: tf.Tensor, segments: tf.Tensor) -> tf.Tensor:
+    return tf.math.unsorted_segment_sum(tf.reshape(values, [-1]), tf.reshape(ids, [-1]), segments)
+
+
+def confusion_counts(masks: Any, predicted: Any, num_classes: int = NUM_CLASSES) -> tf.Tensor:
+    """Per-image confusion counts ``(N, C, C)`` int32: ``[n, true, predicted]``."""
+    t, p = _class_ids(masks), _class_ids(predicted)
+    n = tf.shape(t, out_type=tf.int64)[0]
+    image = tf.range(n, dtype=tf.int64)[:, None, None]
+    ids = (image * num_classes + t) * num_classes + p
+    counts = _segment_counts(tf.ones_like(t, dtype=tf.float32), ids, n * num_classes * num_classes)
+    return tf.reshape(tf.cast(counts, tf.int32), [-1, num_classes, num_classes])
+
+
+def boundary_region(mask: Any, width: int) -> tf.Tensor:
+    """The pixels of a binary mask ``(N, H, W)`` within ``width`` of its contour (bool).
+
+    ``mask AND NOT erode(mask, width)``, where the erosion is ``width`` repeated 3x3 erosions =
+    one ``(2*width+1)`` square: a mask pixel is in the band when a non-mask pixel lies within
+    chessboard (L-infinity) distance ``width``. Outside the image counts as non-mask, so a mask cut
+    by the frame has a boundary there. Both match the reference implementation (zero padding,
+    ``cv2.erode`` with a 3x3 kernel ``d`` times). The square's max-pool is separable: two 1-D
+    passes over the complement.
+    """
+    outside = tf.cast(tf.logical_not(tf.cast(mask, tf.bool)), tf.float32)[..., None]
+    k = 2 * width + 1
+    padded = tf.pad(outside, [[0, 0], [width, width], [width, width], [0, 0]], constant_values=1.0)
+    near = tf.nn.max_pool2d(padded, ksize=[k, 1], strides=1, padding="VALID")
+    near = tf.nn.max_pool2d(near, ksize=[1, k], strides=1, padding="VALID")
+    return tf.logical_and(tf.cast(mask, tf.bool), near[..., 0] > 0.5)
+
+
+def boundary_iou_counts(true_mask: Any, pred_mask: Any, width: int) -> tf.Tensor:
+    """Per-image ``[|G_d & P_d|, |G_d | P_d|]`` ``(N, 2)`` int32 of two binary masks ``(N, H, W)``."""
+    g, p = boundary_region(true_mask, width), boundary_region(pred_mask, width)
+    inter = tf.reduce_sum(tf.cast(tf.logical_and(g, p), tf.float32), axis=[1, 2])
+    union = tf.reduce_sum(tf.cast(tf.logical_or(g, p), tf.float32), axis=[1, 2])
+    return tf.cast(tf.stack([inter, union], axis=-1), tf.int32)
+
+
+def calibration_bins(masks: Any, probs: Any, bins: int = CALIBRATION_BINS) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Per-image ``(count, confidence sum, correct count)``, each ``(N, bins)``, of max-softmax bins.
+
+    Bin b holds confidences in ``(b/bins, (b+1)/bins]`` (bin 0 also takes 0).
+    """
+    t = _class_ids(masks)
+    confidence = tf.reduce_max(probs, axis=-1)
+    correct = tf.cast(tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int64), t), tf.float32)
+    b = tf.cast(tf.clip_by_value(tf.math.ceil(confidence * bins) - 1.0, 0.0, bins - 1.0), tf.int64)
+    n = tf.shape(t, out_type=tf.int64)[0]
+    ids = tf.range(n, dtype=tf.int64)[:, None, None] * bins + b
+    segments = n * bins
+    count = _segment_counts(tf.ones_like(confidence), ids, segments)
+    conf_sum = _segment_counts(confidence, ids, segments)
+    correct_sum = _segment_counts(correct, ids, segments)
+    shape = [-1, bins]
+    return (
+        tf.reshape(tf.cast(count, tf.int32), shape),
+        tf.reshape(conf_sum, shape),
+        tf.reshape(tf.cast(correct_sum, tf.int32), shape),
+    )
+
+
+def batch_evidence(masks: Any, logits: Any, width: int) -> dict[str, tf.Tensor]:
+    """Every per-image evidence array of one batch; traceable (wrap in ``tf.function``).
+
+    Args:
+        masks: ``(N, H, W)`` or ``(N, H, W, 1)`` class ids.
+        logits: ``(N, H, W, C)`` model outputs; cast to float32 before the softmax.
+        width: Boundary band width in pixels (:func:`boundary_width` of the image size).
+
+    Returns:
+        ``confusion`` (N, C, C) int32, ``boundary_iou_counts`` (N, 2) int32, ``nll_sum`` and
+        ``brier_sum`` (N,) float32, ``calibration_count``/``_confidence``/``_correct`` (N, 15).
+        Boundary IoU is of the pet: ground truth = class 0 (the trimap's border is not pet, so the
+        contour is the inner edge of the border band), prediction = ``argmax == 0``.
+    """
+    t = _class_ids(masks)
+    logits = tf.cast(logits, tf.float32)
+    log_p = tf.nn.log_softmax(logits, axis=-1)
+    p = tf.exp(log_p)
+    predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
+    onehot = tf.one_hot(t, tf.shape(logits)[-1], dtype=tf.float32)
+    count, conf_sum, correct = calibration_bins(t, p)
+    return {
+        "confusion": confusion_counts(t, predicted, num_classes=logits.shape[-1] or NUM_CLASSES),
+        "boundary_iou_counts": boundary_iou_counts(tf.equal(t, PET), tf.equal(predicted, PET), width),
+        "nll_sum": -tf.reduce_sum(log_p * onehot, axis=[1, 2, 3]),
+        "brier_sum": tf.reduce_sum(tf.square(p - onehot), axis=[1, 2, 3]),
+        "calibration_count": count,
+        "calibration_confidence": conf_sum,
+        "calibration_correct": correct,
+    }
+
+
+def _spatial_size(masks: Any) -> tuple[int, int]:
+    shape = tuple(np.shape(masks))
+    if len(shape) not in (3, 4) or shape[1] is None or shape[2] is None:
+        raise ValueError(f"masks must be (N, H, W) or (N, H, W, 1) with a known H and W, got {shape}.")
+    return int(shape[1]), int(shape[2])
+
+
+class EvidenceAccumulator:
+    """Collects :func:`batch_evidence` over the test batches of one run.
+
+    ``update`` runs one traced step on the device and keeps only its small outputs; ``result``
+    gives the arrays to store (``np.savez_compressed(path, **result)`` or :func:`save_evidence`).
+    The step is traced once for any batch size (the batch axis is left unknown).
+
+    Args:
+        width: Boundary band width; ``None`` takes :func:`boundary_width` of the first batch.
+        forward: ``images -> logits``, e.g. a model in inference mode (or a ``tf.function`` of
+            one, which the step then calls without tracing the model again). With it, ``update``
+            takes images and the forward pass runs inside the same traced step, so only the
+            evidence leaves the device; without it, ``update`` takes logits.
+        calibration: ``False`` leaves out :data:`CALIBRATION_ARRAYS` (for hard labels, where a
+            softmax of one-hot scores would be a made-up probability).
+    """
+
+    def __init__(
+        self, width: int | None = None, forward: Callable[[Any], Any] | None = None, calibration: bool = True
+    ) -> None:
+        self.width = width
+        self.forward = forward
+        self.calibration = calibration
+        self._step: Callable[..., dict[str, tf.Tensor]] | None = None
+        self._size: tuple[int, int] | None = None
+        self._parts: dict[str, list[np.ndarray]] = {}
+        self._index: list[np.ndarray] = []
+        self._seen = 0
+
+    def _compiled(self, masks: tf.Tensor, inputs: tf.Tensor) -> Callable[..., dict[str, tf.Tensor]]:
+        size = _spatial_size(masks)
+        if self._size is not None and size != self._size:
+            raise ValueError(f"a batch of {size} images after {self._size}: one run has one image size.")
+        self._size = size
+        if self.width is None:
+            self.width = boundary_width(size)
+        if self._step is None:
+            fixed, forward, keep_calibration = self.width, self.forward, self.calibration
+
+            def step(m: tf.Tensor, x: tf.Tensor) -> dict[str, tf.Tensor]:
+                out = batch_evidence(m, x if forward is None else forward(x), fixed)
+                # Outputs left out are pruned from the graph: hard labels pay for no softmax.
+                return out if keep_calibration else {k: v for k, v in out.items() if k not in CALIBRATION_ARRAYS}
+
+            signature = [tf.TensorSpec([None, *masks.shape[1:]], masks.dtype),
+                         tf.TensorSpec([None, *inputs.shape[1:]], inputs.dtype)]
+            self._step = tf.function(step, input_signature=signature)
+        return self._step
+
+    def update(self, masks: Any, inputs: Any, image_index: ArrayLike | None = None) -> None:
+        """Adds one batch: ``inputs`` are logits, or images when there is a ``forward``;
+        ``image_index`` (N,) names the images (default: running position)."""
+        masks = tf.cast(masks, tf.int32)
+        inputs = tf.cast(inputs, tf.float32)
+        arrays = {k: v.numpy() for k, v in self._compiled(masks, inputs)(masks, inputs).items()}
+        n = arrays["confusion"].shape[0]
+        index = np.arange(self._seen, self._seen + n) if image_index is None else np.asarray(image_index)
+        if index.shape != (n,):
+            raise ValueError(f"image_index must have shape ({n},), got {index.shape}.")
+        self._index.append(index.astype(np.int64))
+        for key, value in arrays.items():
+            self._parts.setdefault(key, []).append(value)
+        self._seen += n
+
+    def update_probabilities(self, masks: Any, probs: Any, image_index: ArrayLike | None = None) -> None:
+        """Adds a batch of class probabilities (e.g. an MC-dropout mean): ``log(p)`` as logits."""
+        if self.forward is not None:
+            raise ValueError("update_probabilities takes probabilities, but this accumulator has a forward pass")
+        logits = tf.math.log(tf.maximum(tf.cast(probs, tf.float32), np.finfo(np.float32).tiny))
+        self.update(masks, logits, image_index)
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The run's evidence arrays (see :data:`SCHEMA`); calibration bins are run totals."""
+        if not self._index:
+            raise ValueError("no batch was added")
+        parts = {k: np.concatenate(v) for k, v in self._parts.items()}
+        index = np.concatenate(self._index)
+        if np.unique(index).size != index.size:
+            raise ValueError("image_index repeats an image")
+        out = {
+            "image_index": _int32(index),
+            "confusion": parts["confusion"].astype(np.int32),
+            "boundary_iou_counts": parts["boundary_iou_counts"].astype(np.int32),
+            "boundary_width": np.int32(self.width),
+        }
+        if self.calibration:
+            out.update({
+                "nll_sum": parts["nll_sum"].astype(np.float32),
+                "brier_sum": parts["brier_sum"].astype(np.float32),
+                "calibration_count": _int32(parts["calibration_count"].sum(axis=0, dtype=np.int64)),
+                "calibration_confidence": parts["calibration_confidence"].sum(axis=0, dtype=np.float64).astype(np.float32),
+                "calibration_correct": _int32(parts["calibration_correct"].sum(axis=0, dtype=np.int64)),
+            })
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _int32(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if values.size and (values.max() > np.iinfo(np.int32).max or values.min() < np.iinfo(np.int32).min):
+        raise OverflowError("a count does not fit in int32")
+    return values.astype(np.int32)
+
+
+# === Monte-Carlo dropout ===
+
+
+def predictive_entropy(probs: Any) -> tf.Tensor:
+    """Entropy in nats of class probabilities ``(..., C)`` over the last axis (0 log 0 = 0)."""
+    probs = tf.cast(probs, tf.float32)
+    return -tf.reduce_sum(tf.math.xlogy(probs, probs), axis=-1)
+
+
+def mc_summary(samples: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """Predictive mean ``(N, H, W, C)`` and entropy ``(N, H, W)`` of softmax samples ``(T, N, H, W, C)``."""
+    mean = tf.reduce_mean(tf.cast(samples, tf.float32), axis=0)
+    return mean, predictive_entropy(mean)
+
+
+def running_means(samples: Iterable[Any], points: Sequence[int]) -> Iterator[tuple[int, tf.Tensor]]:
+    """Yields ``(t, mean of the first t samples)`` for each t in ``points``, holding one running sum.
+
+    ``samples`` is a stream of softmax tensors of one batch, e.g. a generator of stochastic
+    forward passes; it is consumed up to ``max(points)``.
+    """
+    wanted = sorted(set(points))
+    if not wanted or wanted[0] < 1:
+        raise ValueError(f"points must be positive sample counts, got {points}.")
+    total, t = None, 0
+    for sample in samples:
+        sample = tf.cast(sample, tf.float32)
+        total = sample if total is None else total + sample
+        t += 1
+        if t == wanted[0]:
+            yield t, total / t
+            wanted.pop(0)
+            if not wanted:
+                return
+    raise ValueError(f"the stream ended after {t} samples; points ask for {wanted[-1]}.")
+
+
+def entropy_histograms(masks: Any, probs: Any, bins: int = ENTROPY_BINS, ignore_border: bool = False) -> tf.Tensor:
+    """Per-image pixel counts by predictive-entropy bin ``(N, 2, bins)`` int32: ``[n, 0]`` correct
+    pixels, ``[n, 1]`` wrong ones.
+
+    A pixel is wrong when ``argmax(probs) != true class``. Bins split [0, log C] equally; the
+    entropy of the maximum (uniform) lands in the last bin. Border pixels count unless
+    ``ignore_border`` (the default keeps them, as the 3-class mIoU and ECE do).
+
+    Per image, because the counts are float32 sums of ones: one image's are exact (H*W < 2**24),
+    a batch's would stop at 2**24 (64 images of 512x512 reach it); the host sums them in int64.
+    """
+    t = _class_ids(masks)
+    probs = tf.cast(probs, tf.float32)
+    classes = probs.shape[-1]
+    entropy = predictive_entropy(probs)
+    b = tf.cast(tf.clip_by_value(tf.floor(entropy / math.log(classes) * bins), 0.0, bins - 1.0), tf.int64)
+    wrong = tf.cast(tf.not_equal(tf.argmax(probs, axis=-1, output_type=tf.int64), t), tf.int64)
+    weight = tf.ones_like(entropy)
+    if ignore_border:
+        weight = tf.cast(tf.not_equal(t, BORDER), tf.float32)
+    n = tf.shape(t, out_type=tf.int64)[0]
+    ids = (tf.range(n, dtype=tf.int64)[:, None, None] * 2 + wrong) * bins + b
+    counts = _segment_counts(weight, ids, n * 2 * bins)
+    return tf.reshape(tf.cast(counts, tf.int32), [-1, 2, bins])
+
+
+def _curve_stats(masks: tf.Tensor, probs: tf.Tensor) -> dict[str, tf.Tensor]:
+    # Per image: the host sums them (int32 reductions would run in host memory on a GPU).
+    predicted = tf.argmax(probs, axis=-1, output_type=tf.int64)
+    count, conf_sum, correct = calibration_bins(masks, probs)
+    confusion = confusion_counts(masks, predicted, probs.shape[-1] or NUM_CLASSES)
+    return {"confusion": confusion, "count": count, "confidence": conf_sum, "correct": correct}
+
+
+class MCDropoutAccumulator:
+    """MC-dropout evidence of one run: the sample curve and the entropy histograms.
+
+    Args:
+        num_samples: T, the stochastic passes per batch.
+        ignore_border: Leave true-border pixels out of the entropy histograms (AUROC, PAvPU).
+    """
+
+    def __init__(self, num_samples: int, ignore_border: bool = False) -> None:
+        self.num_samples = num_samples
+        self.points = curve_points(num_samples)
+        self.ignore_border = ignore_border
+        self._curve = tf.function(_curve_stats)
+        self._entropy = tf.function(lambda m, p: entropy_histograms(m, p, ignore_border=ignore_border))
+        self._totals: dict[str, np.ndarray] = {}
+        self._histogram = np.zeros((2, ENTROPY_BINS), dtype=np.int64)
+        self._batches = 0
+
+    def update(self, masks: Any, softmax_samples: Iterable[Any]) -> tf.Tensor:
+        """Consumes T softmax samples ``(N, H, W, C)`` of one batch; returns their mean (on device).
+
+        The mean can go on to :meth:`EvidenceAccumulator.update_probabilities` for the per-image
+        evidence of the MC prediction.
+        """
+        masks = _class_ids(masks)
+        mean = None
+        for i, (_, mean) in enumerate(running_means(softmax_samples, self.points)):
+            for key, per_image in self._curve(masks, mean).items():
+                value = per_image.numpy()
+                value = value.sum(axis=0, dtype=_wide(value))
+                total = self._totals.setdefault(key, np.zeros((len(self.points), *value.shape), dtype=_wide(value)))
+                total[i] += value
+        self._histogram += self._entropy(masks, mean).numpy().sum(axis=0, dtype=np.int64)
+        self._batches += 1
+        return mean
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The ``mc_*`` arrays of :data:`SCHEMA`."""
+        if not self._batches:
+            raise ValueError("no batch was added")
+        return {
+            "mc_num_samples": np.asarray(np.int32(self.num_samples)),
+            "mc_curve_samples": np.asarray(self.points, dtype=np.int32),
+            "mc_curve_confusion": _int32(self._totals["confusion"]),
+            "mc_curve_calibration_count": _int32(self._totals["count"]),
+            "mc_curve_calibration_confidence": self._totals["confidence"].astype(np.float32),
+            "mc_curve_calibration_correct": _int32(self._totals["correct"]),
+            "mc_entropy_histogram": _int32(self._histogram),
+        }
+
+
+def _wide(value: np.ndarray) -> type:
+    return np.float64 if np.issubdtype(value.dtype, np.floating) else np.int64

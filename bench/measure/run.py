@@ -1,0 +1,362 @@
+"""Training and measuring one run, inside its worker process (:mod:`bench.execute.worker`).
+
+:func:`measure_run` is the path of a run from data to record: load and check the dataset, build
+the model on the run's devices, train (``bench.measure.train``), recompute BatchNorm statistics, evaluate
+on the test split (on the device: only per-image evidence comes back, ``evidence.npz``), evaluate
+with Monte-Carlo dropout where the profile asks, store a few predictions for the gallery, then
+time inference and read the peak memory. Every number lands in the record's tidy ``metrics`` list.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.measure.build import build_model
+from bench.config.run_config import CLASS_NAMES, CLASSICAL, RunConfig, steps_per_epoch
+from bench.measure.devices import peak_rss_mb, replica_strategy, split_cpu, virtual_devices
+from bench.store.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU, Metrics
+from bench.store.results import EVIDENCE, PREDICTIONS
+
+if TYPE_CHECKING:  # bench.measure.train imports Keras, which measure_run imports only once it runs
+    from bench.measure.train import TrainResult
+
+
+def count_params(weights: list[Any]) -> int:
+    return int(sum(int(np.prod(w.shape)) for w in weights))
+
+
+def evaluate(
+    forward: Any, test_batches: Any, *, calibration: bool = True, width: int | None = None
+) -> dict[str, np.ndarray]:
+    """The per-image evidence of ``forward`` (images -> logits) over the test batches.
+
+    One traced step per batch runs the model and :func:`bench.evidence.ops.batch_evidence` on the
+    device; only the evidence (tens of numbers an image) is copied back, never a logit or a mask.
+    The run's confusion matrix is the sum of the per-image ones (``confusion.sum(0)``).
+
+    Args:
+        calibration: ``False`` for hard labels (classical segmenters): no calibration arrays.
+        width: Boundary IoU's band width (default: :func:`bench.evidence.ops.boundary_width` of the size).
+    """
+    from bench.evidence.ops import EvidenceAccumulator
+
+    evidence = EvidenceAccumulator(width, forward=forward, calibration=calibration)
+    for images, masks in test_batches:
+        evidence.update(masks, images)
+    return evidence.result()
+
+
+def evaluate_mc(sample: Any, test_batches: Any, num_samples: int, *, width: int | None = None) -> dict[str, np.ndarray]:
+    """The Monte-Carlo dropout evidence: ``num_samples`` passes of ``sample`` (images -> softmax) per batch.
+
+    Returns the ``mc_*`` arrays of :data:`bench.evidence.ops.SCHEMA`: the sample curve and entropy
+    histograms (:class:`bench.evidence.ops.MCDropoutAccumulator`) and the per-image evidence of the
+    predictive mean (``mc_confusion`` ...). No T copies of a batch are held: one running sum.
+    """
+    from bench.evidence.ops import MC_PER_IMAGE, EvidenceAccumulator, MCDropoutAccumulator
+
+    curve = MCDropoutAccumulator(num_samples)
+    per_image = EvidenceAccumulator(width)
+    for images, masks in test_batches:
+        mean = curve.update(masks, (sample(images) for _ in range(num_samples)))
+        per_image.update_probabilities(masks, mean)
+    arrays = per_image.result()
+    return {**curve.result(), **{f"mc_{name}": arrays[name] for name in MC_PER_IMAGE}}
+
+
+def gallery(predict: Any, test_ds: Any, n: int, mc_predict: Any = None) -> dict[str, np.ndarray]:
+    """The first ``n`` test images, their masks and predictions (predictions.npz); with
+    ``mc_predict`` (images -> Monte-Carlo mean probabilities) also the predictive entropy."""
+    from bench.evidence.ops import predictive_entropy
+
+    images, masks = [], []
+    for image, mask in test_ds.take(n):
+        images.append(np.asarray(image))
+        masks.append(np.asarray(mask)[..., 0])
+    if not images:
+        return {}
+    batch = np.stack(images).astype(np.float32)
+    predicted = np.argmax(predict(batch), axis=-1)
+    pictures = {
+        "images": np.clip(np.round(batch * 255.0), 0, 255).astype(np.uint8),
+        "masks": np.stack(masks).astype(np.uint8),
+        "predictions": predicted.astype(np.uint8),
+        "indices": np.arange(len(images), dtype=np.int64),
+    }
+    if mc_predict is not None:
+        pictures["uncertainty"] = predictive_entropy(mc_predict(batch)).numpy().astype(np.float16)
+    return pictures
+
+
+def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Trains and measures one run, filling ``record`` and writing its files into ``staging``
+    (raises on failure)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    from bench.measure.run import envinfo
+    from bench.data import load_pets, test_batches, train_batches
+    from bench.data.split import carve, choose_validation
+    from bench.measure.flops import flops_per_image
+    from bench.config.modes import apply_mode
+    from bench.measure.precise_bn import recompute_batchnorm_statistics
+    from bench.measure.timing import (
+        example_batch,
+        first_call_seconds,
+        largest_batch,
+        make_forward,
+        make_predict_fn,
+        measure_latency,
+        measure_throughput,
+        throughput_by_batch,
+        trace_seconds,
+    )
+    from bench.measure.train import train
+    from bench.measure.validation import Validation
+
+    p = cfg.profile
+    metrics = Metrics()
+    split_cpu(virtual_devices())
+    record["env"] = envinfo.collect()
+    keras.utils.set_random_seed(cfg.seed)
+    # Op determinism and the dtype policy, before anything is built; XLA is asked of Keras at
+    # compile time and the record says what Keras really did (bench.config.modes).
+    mode = apply_mode(p, classical=cfg.architecture == CLASSICAL, replicas=cfg.replicas)
+    record.update(mode.fields())  # a run that fails still says the mode it ran in
+    tf.config.run_functions_eagerly(p.run_eagerly)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    # Said once per tf.data function when running eagerly; the input pipeline is traced on purpose.
+    warnings.filterwarnings("ignore", message="Even though the `tf.config.experimental_run_functions_eagerly`")
+
+    # The dataset is the same for every seed (seed 0 of the synthetic generator, as the sweep
+    # planned it); the run's seed drives weights, shuffling, augmentation and dropout.
+    splits = load_pets(cfg.data, image_size=p.image_size, seed=0)
+    provenance = splits.provenance.as_dict()
+    record["env"].update(envinfo.dataset_columns(provenance))
+    record["env"]["dataset_provenance"] = provenance
+    record["dataset"] = dataset_name(provenance)
+    if provenance.get("fingerprint") != cfg.dataset_fingerprint:
+        raise RuntimeError(
+            f"dataset fingerprint {provenance.get('fingerprint')} differs from the sweep's "
+            f"{cfg.dataset_fingerprint}: the data changed since the sweep was planned"
+        )
+    train_ds, train_size = splits.train, int(provenance["train_size"])
+    validation_split = None
+    if cfg.trains and p.val_images:
+        validation_split = choose_validation(train_size, p.val_images, p.val_seed, provenance["fingerprint"])
+        train_ds, val_ds = carve(splits.train, validation_split)
+        train_size = validation_split.train_size
+        record["validation_split"] = validation_split.as_dict()
+        provenance["validation"] = validation_split.as_dict()
+    test_ds = splits.test
+    test_size = int(provenance["test_size"])
+    if p.max_test_examples is not None and p.max_test_examples < test_size:
+        test_ds = test_ds.take(p.max_test_examples)
+        test_size = p.max_test_examples
+
+    # Everything that creates variables (model, optimiser, metrics) is built under the strategy:
+    # with --gpus-per-run N > 1 a MirroredStrategy keeps a copy on each device and Keras splits
+    # every global batch of the profile's size across them. With one device it is the default
+    # strategy, whose scope changes nothing.
+    strategy = replica_strategy(cfg.replicas)
+    if cfg.replicas > 1:
+        record["replica_devices"] = [str(d) for d in strategy.extended.worker_devices]
+    with strategy.scope():
+        t = time.perf_counter()
+        built = build_model(cfg)
+        model = built.model
+        record["weights"], record["family"] = built.weights, built.family
+        record["frozen_encoder"] = built.frozen_encoder
+        record.update(built.record_fields)
+        metrics.add("build_time_s", time.perf_counter() - t, "s")
+        total, trainable = count_params(model.weights), count_params(model.trainable_weights)
+        metrics.add("params_total", total, "count")
+        metrics.add("params_trainable", trainable, "count")
+        if built.family != "classical":  # numpy work in tf.numpy_function is invisible to the profiler: unknown, not 0
+            metrics.add("flops_per_image", flops_per_image(model, p.image_size), "flops")
+
+        train_time = 0.0
+        if trainable > 0 and cfg.trains:
+            batches = train_batches(
+                train_ds, batch_size=p.batch_size, seed=cfg.seed, augment=p.augment, buffer_size=p.shuffle_buffer
+            )
+            # A second pipeline of its own seed: BatchNorm statistics come from training images as
+            # the training saw them (augmented), never from the validation or test images.
+            bn_batches = iter(train_batches(
+                train_ds, batch_size=p.batch_size, seed=cfg.seed + 1, augment=p.augment, buffer_size=p.shuffle_buffer
+            )) if p.precise_bn_batches > 0 else None
+            validation = None if validation_split is None else Validation(
+                test_batches(val_ds, batch_size=p.batch_size), bn_batches, p.precise_bn_batches
+            )
+            result = train(
+                model, batches,
+                epochs=p.epochs,
+                steps_per_epoch=steps_per_epoch(p, train_size),
+                batch_size=p.batch_size,
+                learning_rate=p.learning_rate,
+                verbose=1 if sys.stdout.isatty() else 2,
+                jit_compile=mode.xla,
+                validation=validation,
+                patience=p.patience,
+            )
+            mode = mode.with_xla(result.jit_compile, "Keras compiled without XLA (a layer does not support it)")
+            record["history"] = result.history
+            record["training_stop"] = training_stop(result, epoch_cap=p.epochs, patience=p.patience)
+            record["stop_reason"] = record["training_stop"]["reason"]
+            train_time = result.train_time_s
+            metrics.add("train_throughput", result.train_throughput, "images/s")
+            metrics.add("train_first_step_s", result.first_step_s, "s")
+            metrics.add("epochs_run", result.epochs_run, "count")
+            metrics.add("best_epoch", result.best_epoch, "count")
+            metrics.add("val_miou", result.tested_val_miou, "ratio")
+            if validation is not None and validation.bn_batches_per_epoch:
+                # Validation recomputed the statistics before measuring each epoch, and the weights
+                # the run goes on with (the best epoch's, where early stopping restored them) carry
+                # the statistics that epoch was measured with: recomputing them again would test
+                # another model than the one validation chose.
+                record["precise_bn_layers"] = validation.bn_layers
+                record["precise_bn"] = "before every validation"
+            elif bn_batches is not None:
+                t = time.perf_counter()
+                layers = recompute_batchnorm_statistics(model, bn_batches, p.precise_bn_batches)
+                record["precise_bn_layers"] = layers
+                record["precise_bn"] = "before the test"
+                metrics.add("precise_bn_time_s", time.perf_counter() - t, "s")
+        if cfg.evaluated:  # a cost run trains nothing: no training time, not even 0
+            metrics.add("train_time_s", train_time, "s")
+    record.update(mode.fields())
+    peak_train_mb = 0.0
+    if gpu:  # training's peak (building only, for a run that trains nothing), then inference's alone
+        peak_train_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        if cfg.trains:
+            metrics.add("peak_train_device_mem_mb", peak_train_mb, "MB")
+        tf.config.experimental.reset_memory_stats("GPU:0")
+
+    forward = make_forward(model, jit_compile=mode.xla)
+    metrics.add("inference_trace_s", trace_seconds(forward), "s")
+    predict = make_predict_fn(model, forward)
+    metrics.add("inference_first_call_s", first_call_seconds(predict, example_batch(1, p.image_size)), "s")
+    mc_predict = None
+    if cfg.evaluated:
+        mc_predict = evaluate_on_test(cfg, model, forward, predict, test_ds, built.family, staging, record, metrics)
+    else:
+        record["notes"].append(
+            f"cost run: {cfg.model} was built and timed, never trained or evaluated (not in --trained-models "
+            f"{','.join(p.trained_models)}): its size, speed and memory are measured, its accuracy is not"
+        )
+
+    latency = measure_latency(predict, example_batch(1, p.image_size), p.timing)
+    metrics.add("latency_p50_ms", latency.p50_ms, "ms")
+    metrics.add("latency_p90_ms", latency.p90_ms, "ms")
+    metrics.add("latency_p95_ms", latency.p95_ms, "ms")
+    metrics.add("latency_p99_ms", latency.p99_ms, "ms")
+    metrics.add("latency_mean_ms", latency.mean_ms, "ms")
+    record["latency_calls"] = latency.calls
+    if mc_predict is not None:
+        metrics.add("mc_latency_ms", measure_latency(mc_predict, example_batch(1, p.image_size), p.timing).p50_ms, "ms")
+    metrics.add(
+        "inference_throughput",
+        measure_throughput(predict, example_batch(p.timing.throughput_batch, p.image_size), p.timing),
+        "images/s",
+    )
+
+    for batch, images_per_s in throughput_by_batch(predict, p.image_size, p.timing).items():
+        metrics.add(f"inference_throughput_b{batch}", images_per_s, "images/s")
+
+    metrics.add("peak_rss_mb", peak_rss_mb(), "MB")
+    if gpu:
+        peak_inference_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        metrics.add("peak_inference_device_mem_mb", peak_inference_mb, "MB")
+        metrics.add("peak_device_mem_mb", max(peak_train_mb, peak_inference_mb), "MB")
+    # Last: it fills the device on purpose.
+    biggest = largest_batch(predict, p.image_size, p.timing, accelerator=gpu)
+    metrics.add("inference_max_batch", biggest.batch, "count")
+    metrics.add("inference_throughput_max_batch", biggest.images_per_s, "images/s")
+    record["max_batch_note"] = biggest.note
+    record["metrics"] = metrics.rows
+    record["status"] = "ok"
+    return record
+
+
+def evaluate_on_test(
+    cfg: RunConfig, model: Any, forward: Any, predict: Any, test_ds: Any, family: str, staging: Path,
+    record: dict[str, Any], metrics: Metrics,
+) -> Any:
+    """The test split's evidence (``evidence.npz``), its metric rows, Monte-Carlo dropout where the
+    run has it, and the gallery (``predictions.npz``); returns the Monte-Carlo predict function or
+    ``None``."""
+    from bench.data import test_batches
+    from bench.evidence.ops import boundary_width, save_evidence
+    from bench.evidence.metrics import evidence_metrics, scores
+    from bench.measure.timing import make_mc_predict_fn, make_mc_sample_fn
+    from segmodels.architectures.segnet import dropout_layers
+
+    p = cfg.profile
+    width = boundary_width(p.image_size)
+    t = time.perf_counter()
+    # A classical segmenter's one-hot scores are hard labels: no calibration for it (unknown, not 0).
+    evidence = evaluate(
+        forward, test_batches(test_ds, batch_size=p.batch_size), calibration=family != "classical", width=width
+    )
+    metrics.add("eval_time_s", time.perf_counter() - t, "s")
+    matrix = evidence["confusion"].sum(axis=0, dtype=np.int64)
+    record["confusion_matrix"] = matrix.tolist()
+    record["boundary_width_px"] = width
+    for name, value in scores(matrix, CLASS_NAMES).items():
+        metrics.add(name, value, "ratio")
+
+    mc_predict = None
+    if cfg.mc_samples and not dropout_layers(model):
+        record["notes"].append(
+            f"Monte-Carlo dropout asked for ({cfg.mc_samples} samples, --mc-models) but {cfg.model} has no dropout "
+            "layer: evaluated without it"
+        )
+    elif cfg.mc_samples:
+        sample = make_mc_sample_fn(model, cfg.seed)
+        t = time.perf_counter()
+        evidence.update(evaluate_mc(sample, test_batches(test_ds, batch_size=p.batch_size), cfg.mc_samples, width=width))
+        metrics.add("mc_eval_time_s", time.perf_counter() - t, "s")
+        mc_predict = make_mc_predict_fn(sample, cfg.mc_samples)
+        record["mc_dropout"] = {"samples": cfg.mc_samples, "seed": cfg.seed, "dropout_layers": len(dropout_layers(model))}
+    save_evidence(staging / EVIDENCE, evidence)
+    for name, (value, unit) in evidence_metrics(evidence).items():
+        metrics.add(name, value, unit)
+
+    pictures = gallery(predict, test_ds, p.gallery_size, mc_predict)
+    if pictures:
+        np.savez_compressed(staging / PREDICTIONS, **pictures)
+    return mc_predict
+
+
+def training_stop(result: TrainResult, *, epoch_cap: int, patience: int) -> dict[str, Any]:
+    """How training ended (the record's ``training_stop``): epochs run of the cap, the best epoch,
+    and whether the run stopped on its plateau or reached the cap before one. With early stopping
+    on, a run at the cap had a better validation mIoU within its last ``patience`` epochs than
+    before them: it had not plateaued (``still_improving``), which is all the record claims."""
+    if not patience:
+        reason = STOP_ALL_EPOCHS
+    else:
+        reason = STOP_PLATEAU if result.stopped_early else STOP_CAP_STILL_IMPROVING
+    return {
+        "epochs_run": result.epochs_run,
+        "epoch_cap": epoch_cap,
+        "best_epoch": result.best_epoch,
+        "best_val_miou": result.best_val_miou,
+        "reason": reason,
+        "patience": patience,
+        "restored_best": result.restored_best,
+        "still_improving": reason == STOP_CAP_STILL_IMPROVING,
+    }
+
+
+def dataset_name(provenance: dict[str, Any]) -> str:
+    """``synthetic`` or ``oxford_iiit_pet`` (where it came from is in ``dataset_source``)."""
+    return "synthetic" if provenance.get("synthetic") else "oxford_iiit_pet"
