@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.config.modes import fast_settings, local_gpus
+
 #: (precision, xla, deterministic) of each cell; the first is the parity baseline.
 MATRIX: list[tuple[str, str, bool]] = [
     ("float32", "off", True),
@@ -167,7 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tabulate import tabulate
 
-    from bench.config.modes import fast_settings, local_gpus
 
     gpus = local_gpus()
     if not gpus and not args.allow_cpu:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bench
+import segmodels
 from bench.config.run_config import RunConfig
 from bench.plan.estimate import peak_memory_mb
 from bench.execute.process import WorkerExit, exit_record, run_worker
@@ -288,9 +290,6 @@ def _runtime_env() -> dict[str, Any]:
     environment variables runs depend on. The dataset must be reachable from every node (tfds
     prepared there, the same ``dir:`` path, or synthetic): the worker's fingerprint check says so
     when it is not."""
-    import bench
-    import segmodels
-
     modules = [str(Path(m.__file__).parent) for m in (bench, segmodels)]
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     return {"py_modules": modules, "env_vars": env}

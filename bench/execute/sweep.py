@@ -20,6 +20,7 @@ from bench.clock import format_duration
 from bench.config.run_config import RunConfig
 from bench.plan.estimate import Estimate
 from bench.execute.executor import Executor, SweepInterrupted
+from bench.execute.local import LocalExecutor
 from bench.store.results import ResultsStore, StoreWriteError
 
 
@@ -55,8 +56,6 @@ def sweep(
     from tqdm import tqdm
 
     if executor is None:
-        from bench.execute.local import LocalExecutor
-
         executor = LocalExecutor()
     env_defaults = {k: environment.get(k, "") for k in environment if not isinstance(environment.get(k), (dict, list))}
     stored: list[dict[str, Any]] = []

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     record = new_record(cfg)
     try:
+        # Imported inside the try: a measuring stack that cannot load (TensorFlow, a broken
+        # plugin) becomes this run's failed record instead of a worker that died before writing one.
         from bench.measure.run import measure_run
 
         measure_run(cfg, staging, record)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.clock import format_duration
+from bench.config.modes import CPU_TRAIN_TIME, GPU_TRAIN_TIME, resolve_xla
 from bench.config.run_config import ADDED_FIELD_DEFAULTS, CLASSICAL, RunConfig, steps_per_epoch
 from segmodels.registry import (
     ArchitectureCost,
@@ -148,7 +149,6 @@ def _may_compile(profile: Any) -> bool:
 
 def mode_xla(profile: Any, accelerator: bool | None = None) -> bool:
     """Whether the profile's runs will compile with XLA on this machine (as the worker resolves it)."""
-    from bench.config.modes import resolve_xla
 
     if not _may_compile(profile):
         return False  # off on every device: no need to ask for one
@@ -163,7 +163,6 @@ def mode_time_factor(profile: Any, accelerator: bool | None = None) -> float:
     published figures as priors (mixed precision ~2.1x faster, XLA ~1.2x; README "Speed"),
     never measured here. ``xla=auto`` is resolved as the worker will (:mod:`bench.config.modes`).
     """
-    from bench.config.modes import CPU_TRAIN_TIME, GPU_TRAIN_TIME
 
     if profile.precision == "float32" and not _may_compile(profile):
         return 1.0  # the mode the cost model was calibrated in, on every device: no need to ask for one

@@ -45,6 +45,7 @@ class DataChoice:
 
 def resolve_data(requested: str, image_size: int) -> DataChoice:
     """Turns ``auto`` (or any source) into the concrete source the workers will load."""
+    # Lazy: bench.data loads TensorFlow (tf.data), which `report` and `--help` never need.
     from bench.data import load_pets
 
     splits = load_pets(requested, image_size=image_size, seed=0)
@@ -66,7 +67,7 @@ def split_globs(text: str) -> list[str]:
 def all_models() -> list[tuple[str, str]]:
     """The matrix: every deep (architecture, backbone) pair, then every classical method as
     (``classical``, method)."""
-    import segmodels
+    # Lazy: the classical methods need scikit-image (the [classical] extra) and TensorFlow.
     from segmodels.classical import list_classical_models
 
     deep = [(a, b) for a in segmodels.list_architectures() for b in segmodels.list_backbones()]

@@ -42,7 +42,7 @@ from typing import Any
 import pandas as pd
 
 from bench.clock import utc_now
-from bench.config.run_config import record_context_id
+from bench.config.run_config import RunConfig, context_id, record_context_id
 
 RECORD = "record.json"
 RUN_HISTORY = "history.csv"
@@ -207,8 +207,6 @@ class ResultsStore:
         Raises:
             FolderNotOwnedError: no stored run, or runs of several contexts: nothing says which it was.
         """
-        from bench.config.run_config import RunConfig
-
         path = self.root / CONTEXT_JSON
         configs = {}
         for record in self.records():
@@ -351,8 +349,6 @@ class ResultsStore:
 
     def records_by_identity_all(self) -> list[tuple[str, dict[str, Any]]]:
         """``(identity hash, record)`` of every stored record a current RunConfig can read, oldest first."""
-        from bench.config.run_config import RunConfig
-
         out = []
         for record in sorted(self.records(), key=lambda r: (str(r.get("finished_at") or ""), r["run_id"])):
             try:
@@ -363,8 +359,6 @@ class ResultsStore:
 
     def _same_run(self, record: dict[str, Any]) -> list[str]:
         """The run ids stored for the run of ``record``: its own, and older ids of the same identity."""
-        from bench.config.run_config import RunConfig
-
         ids = [record["run_id"]]
         try:
             identity = RunConfig.from_dict(record["config"]).config_hash
@@ -656,7 +650,6 @@ def npz_problem(path: Path) -> str | None:
 def context_mismatch(root: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> str:
     """Why a sweep of context ``wanted`` may not write into ``root`` (whose runs are of ``stored``),
     naming the settings that differ and the ``--out`` to use instead."""
-    from bench.config.run_config import context_id
 
     keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
     shown = "; ".join(f"{k}: {stored.get(k, '-')} there, {wanted.get(k, '-')} now" for k in keys[:4])
