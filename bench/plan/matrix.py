@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import segmodels
 from bench.config.run_config import CLASSICAL, RunConfig, matches_model
 from bench.config.profiles import Profile
 from bench.store.results import ResultsStore
