@@ -102,7 +102,7 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
     import keras
     import tensorflow as tf
 
-    from bench.measure.run import envinfo
+    from bench.measure import envinfo
     from bench.data import load_pets, test_batches, train_batches
     from bench.data.split import carve, choose_validation
     from bench.measure.flops import flops_per_image

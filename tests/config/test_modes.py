@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
-from bench.config.run_config import modes
-from bench.plan.matrix import estimate
+from bench.config import modes
+from bench.plan import estimate
 from bench.config.run_config import RunConfig
 from bench.config.profiles import QUICK, SMOKE, ProfileError, TimingSpec
 from bench.measure.timing import (
@@ -347,7 +347,7 @@ def test_environment_columns_are_appended_and_empty_without_a_gpu() -> None:
 
 def test_environment_columns_on_a_gpu_machine(monkeypatch) -> None:
     """The GPU branch of the environment, with the device faked (no GPU in CI)."""
-    from bench.measure.run import envinfo
+    from bench.measure import envinfo
 
     monkeypatch.setattr(envinfo, "accelerators", lambda: ["NVIDIA H200"])
     monkeypatch.setattr(envinfo, "_compute_capability", lambda: "9.0")
