@@ -1,26 +1,14 @@
-"""Segmentation quality, calibration and uncertainty: the one definition of each stored metric.
+"""Segmentation quality, calibration and uncertainty: the metric rows a run stores.
 
 The classic metrics (:func:`scores`) come from one confusion matrix accumulated over the whole test
 split. The evidence metrics (issue #12) come from the per-image evidence a run stores
 (``evidence.npz``, :mod:`bench.evidence.ops`): the runner turns it into metric rows with
-:func:`evidence_metrics`, and the report (:mod:`bench.report.statistics`, which re-exports these
-functions) computes its intervals and tests with the same definitions. NumPy only: the worker
-imports this module, and the report package's plotting stack must not load in every run.
-
-Two mIoUs, which differ on purpose:
-
-- **pooled** (:func:`pooled_miou`, and ``miou`` of :func:`scores`): sum the confusion matrices of
-  every image, then IoU per class = TP / (TP + FP + FN), then the mean over classes whose union is
-  non-zero. This is PASCAL VOC's and Cityscapes' number, MMSegmentation's ``mean_iou``
-  (``total_intersect_and_union``, then ``nanmean``), Hugging Face ``evaluate``'s ``mean_iou``,
-  Keras ``MeanIoU`` accumulated over batches. Large pets weigh more than small ones.
-- **per-image** (:func:`per_image_miou`): each image's own mIoU, then the plain mean over images
-  (segmentation_models_pytorch's ``"macro-imagewise"`` reduction). A class absent from both the
-  truth and the prediction of an image has 0/0 IoU there; here it is left out of that image's
-  mean (NaN, then ``nanmean``), as Keras ``MeanIoU`` and :func:`scores` leave out a class with no
-  union. Note that smp by default scores such a class 1 (``zero_division=1.0``):
-  ``absent_score=1.0`` reproduces that. Every image has at least one class, so every image's
-  mIoU is defined.
+:func:`evidence_metrics`, one set of rows per metric declared in :mod:`bench.evidence.declarations`
+(whose computations are :mod:`bench.evidence.quality`'s, re-exported here) plus the run-level
+calibration and uncertainty rows, and the report (:mod:`bench.report.statistics`) computes its
+intervals and tests with the same definitions. NumPy only: the worker imports this module, and the
+report package's plotting stack must not load in every run. Pooled and per-image mIoU differ on
+purpose: see :mod:`bench.evidence.quality`.
 """
 
 from __future__ import annotations
@@ -30,14 +18,31 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from bench.config.run_config import CLASS_NAMES
+from bench.evidence.declarations import METRICS, Evidence
 from bench.evidence.npz import MC_PER_IMAGE
+from bench.evidence.quality import (  # noqa: F401 (re-exported: the definitions every caller of this module knew here)
+    boundary_iou,
+    class_iou,
+    dice_counts,
+    foreground_iou_counts,
+    imagewise_miou,
+    mean_over_images,
+    miou_of,
+    per_image_boundary_iou,
+    per_image_miou,
+    pet_confusion,
+    pixel_counts,
+    pooled_miou,
+    pooled_ratio,
+    precision_counts,
+    ratio,
+    recall_counts,
+)
 
 #: PAvPU calls a pixel uncertain when its predictive entropy is at least this fraction of
 #: log(C): a fixed threshold (not a per-model one such as its mean entropy) so models compare on
 #: the same footing; 0.5 is a bin edge of the stored 100-bin histograms.
 PAVPU_THRESHOLD = 0.5
-
-Evidence = Mapping[str, np.ndarray]
 
 
 class ConfusionMatrix:
@@ -89,95 +94,6 @@ def scores(matrix: np.ndarray, class_names: Sequence[str] = CLASS_NAMES) -> dict
 def _nanmean(values: np.ndarray) -> float:
     finite = values[~np.isnan(values)]
     return float(finite.mean()) if finite.size else float("nan")
-
-
-# === Segmentation quality from per-image confusion counts ===
-
-
-def class_iou(confusion: np.ndarray) -> np.ndarray:
-    """IoU per class of confusion matrices ``(..., C, C)``; NaN where a class has no union."""
-    m = np.asarray(confusion, dtype=np.float64)
-    tp = np.diagonal(m, axis1=-2, axis2=-1)
-    union = m.sum(axis=-1) + m.sum(axis=-2) - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, tp / union, np.nan)
-
-
-def _nanmean_last(values: np.ndarray) -> np.ndarray:
-    defined = ~np.isnan(values)
-    total = np.where(defined, values, 0.0).sum(axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(defined.any(axis=-1), total / defined.sum(axis=-1), np.nan)
-
-
-def miou_of(confusion: np.ndarray) -> np.ndarray:
-    """mIoU of each confusion matrix ``(..., C, C)``: mean IoU over the classes with a union."""
-    return _nanmean_last(class_iou(confusion))
-
-
-def pooled_miou(confusion: np.ndarray) -> float:
-    """Pooled mIoU: the mIoU of the confusion summed over images (module docstring).
-
-    Args:
-        confusion: ``(N, C, C)`` per-image counts of one run, or ``(S, N, C, C)`` for S seeds;
-            with seeds, the mean over seeds of each seed's pooled mIoU.
-    """
-    c = np.asarray(confusion, dtype=np.int64)
-    return float(np.mean(miou_of(c.sum(axis=-3))))
-
-
-def per_image_miou(confusion: np.ndarray, absent_score: float | None = None) -> np.ndarray:
-    """Each image's mIoU ``(N,)`` from ``(N, C, C)`` (module docstring).
-
-    Args:
-        absent_score: ``None`` leaves a class absent from an image's truth and prediction out of
-            that image's mean; a number scores it so (1.0 is smp's default).
-    """
-    iou = class_iou(confusion)
-    if absent_score is not None:
-        iou = np.where(np.isnan(iou), absent_score, iou)
-    return _nanmean_last(iou)
-
-
-def imagewise_miou(confusion: np.ndarray, absent_score: float | None = None) -> float:
-    """The mean over images of :func:`per_image_miou`."""
-    return float(np.nanmean(per_image_miou(confusion, absent_score)))
-
-
-def foreground_iou_counts(confusion: np.ndarray, pet: int = 0, border: int = 2) -> np.ndarray:
-    """Pet-vs-background ``[intersection, union]`` ``(..., 2)`` with true-border pixels ignored.
-
-    Over pixels whose true class is not border: pet = class ``pet``, truth against prediction; a
-    predicted border pixel counts as not-pet.
-    """
-    c = np.asarray(confusion, dtype=np.int64)
-    keep = [k for k in range(c.shape[-1]) if k != border]
-    inter = c[..., pet, pet]
-    true_pet = c[..., pet, :].sum(axis=-1)
-    predicted_pet = c[..., keep, pet].sum(axis=-1)
-    return np.stack([inter, true_pet + predicted_pet - inter], axis=-1)
-
-
-def ratio(counts: np.ndarray) -> np.ndarray:
-    """``counts[..., 0] / counts[..., 1]``, NaN where the denominator is 0."""
-    c = np.asarray(counts, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(c[..., 1] > 0, c[..., 0] / c[..., 1], np.nan)
-
-
-def pooled_ratio(counts: np.ndarray) -> float:
-    """``sum(numerators) / sum(denominators)`` over images ``(N, 2)`` (or the seed mean of ``(S, N, 2)``)."""
-    return float(np.mean(ratio(np.asarray(counts).sum(axis=-2))))
-
-
-def boundary_iou(counts: np.ndarray) -> float:
-    """Boundary IoU of a run, ``sum(I) / sum(U)`` over images of ``boundary_iou_counts``."""
-    return pooled_ratio(counts)
-
-
-def per_image_boundary_iou(counts: np.ndarray) -> np.ndarray:
-    """Each image's Boundary IoU ``I / U``; NaN for an image with no pet in truth or prediction."""
-    return ratio(counts)
 
 
 # === Calibration and uncertainty ===
@@ -262,27 +178,40 @@ def mc_evidence(evidence: Evidence) -> dict[str, np.ndarray]:
 def evidence_metrics(evidence: Evidence) -> dict[str, tuple[float, str]]:
     """The metric rows (``name -> (value, unit)``) a run's stored evidence gives.
 
-    Always: ``miou_per_image``, ``fg_iou``, ``boundary_iou`` and ``boundary_width_px``; with
-    calibration arrays (deep models): ``ece``, ``nll``, ``brier``; with Monte-Carlo evidence:
-    ``mc_miou``, ``mc_ece``, ``mc_nll``, ``mc_brier``, ``mc_auroc``, ``mc_pavpu`` and
+    Every declared metric (:data:`bench.evidence.declarations.METRICS`) whose arrays the evidence
+    holds gives its pooled row (unless :func:`scores` writes it) and its per-image mean where it has
+    one: ``miou_per_image``, ``fg_iou``, ``dice_pet``, ``dice_pet_per_image``, ``precision_pet``,
+    ``recall_pet``, ``boundary_iou``; with Monte-Carlo evidence ``mc_miou``. Beside them:
+    ``boundary_width_px``; with calibration arrays (deep models): ``ece``, ``nll``, ``brier``; with
+    Monte-Carlo evidence: ``mc_ece``, ``mc_nll``, ``mc_brier``, ``mc_auroc``, ``mc_pavpu`` and
     ``mc_samples``. An undefined value (NaN, e.g. Boundary IoU with no pet anywhere) is left out:
     unknown, not 0.
     """
-    rows: dict[str, tuple[float, str]] = {
-        "miou_per_image": (imagewise_miou(evidence["confusion"]), "ratio"),
-        "fg_iou": (pooled_ratio(foreground_iou_counts(evidence["confusion"])), "ratio"),
-        "boundary_iou": (boundary_iou(evidence["boundary_iou_counts"]), "ratio"),
-        "boundary_width_px": (float(evidence["boundary_width"]), "px"),
-    }
+    rows = _declared_rows(evidence, monte_carlo=False)
+    rows["boundary_width_px"] = (float(evidence["boundary_width"]), "px")
     if "nll_sum" in evidence:
         rows.update(_calibration_rows(calibration_scores(evidence), prefix=""))
     if "mc_confusion" in evidence:
         mc = mc_evidence(evidence)
-        rows["mc_miou"] = (pooled_miou(mc["confusion"]), "ratio")
+        rows.update(_declared_rows(evidence, monte_carlo=True))
         rows.update(_calibration_rows(calibration_scores(mc), prefix="mc_"))
         rows.update({f"mc_{k}": (v, "ratio") for k, v in uncertainty_scores(evidence).items()})
         rows["mc_samples"] = (float(evidence["mc_num_samples"]), "count")
     return {k: (float(v), unit) for k, (v, unit) in rows.items() if np.isfinite(v)}
+
+
+def _declared_rows(evidence: Evidence, monte_carlo: bool) -> dict[str, tuple[float, str]]:
+    """The rows of the declared metrics of one prediction (deterministic or Monte-Carlo) that the
+    evidence holds, in declared order."""
+    rows = {}
+    for metric in METRICS:
+        if metric.monte_carlo != monte_carlo or not metric.reads(evidence):
+            continue
+        if metric.pooled_row:
+            rows[metric.name] = (metric.pooled(evidence), metric.unit)
+        if metric.per_image:
+            rows[metric.per_image] = (metric.per_image_mean(evidence), metric.unit)
+    return rows
 
 
 def _calibration_rows(values: Mapping[str, float], prefix: str) -> dict[str, tuple[float, str]]:

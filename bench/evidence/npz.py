@@ -10,49 +10,29 @@ from pathlib import Path
 
 import numpy as np
 
-from segmodels.trimap import NUM_CLASSES
-
-CALIBRATION_BINS = 15
-#: Predictive-entropy histograms have this many equal bins over [0, log(NUM_CLASSES)] nats.
-ENTROPY_BINS = 100
-
-#: Every stored array: dtype and shape after the leading image axis (per image) or whole (per run).
-#: ``P`` is the number of curve points, known only at run time.
-SCHEMA: dict[str, tuple[str, tuple[int | str, ...], bool]] = {
-    # name: (dtype, shape, per_image)
-    "image_index": ("int32", (), True),
-    "confusion": ("int32", (NUM_CLASSES, NUM_CLASSES), True),
-    "boundary_iou_counts": ("int32", (2,), True),
-    "nll_sum": ("float32", (), True),
-    "brier_sum": ("float32", (), True),
-    "boundary_width": ("int32", (), False),
-    "calibration_count": ("int32", (CALIBRATION_BINS,), False),
-    "calibration_confidence": ("float32", (CALIBRATION_BINS,), False),
-    "calibration_correct": ("int32", (CALIBRATION_BINS,), False),
-    "mc_num_samples": ("int32", (), False),
-    "mc_curve_samples": ("int32", ("P",), False),
-    "mc_curve_confusion": ("int32", ("P", NUM_CLASSES, NUM_CLASSES), False),
-    "mc_curve_calibration_count": ("int32", ("P", CALIBRATION_BINS), False),
-    "mc_curve_calibration_confidence": ("float32", ("P", CALIBRATION_BINS), False),
-    "mc_curve_calibration_correct": ("int32", ("P", CALIBRATION_BINS), False),
-    "mc_entropy_histogram": ("int32", (2, ENTROPY_BINS), False),
-    # The MC prediction (mean of all T samples) per image, as the deterministic arrays above.
-    "mc_confusion": ("int32", (NUM_CLASSES, NUM_CLASSES), True),
-    "mc_boundary_iou_counts": ("int32", (2,), True),
-    "mc_nll_sum": ("float32", (), True),
-    "mc_brier_sum": ("float32", (), True),
-}
-
-#: The arrays that need class probabilities; a hard-label model (a classical segmenter) has none.
-CALIBRATION_ARRAYS = (
-    "nll_sum", "brier_sum", "calibration_count", "calibration_confidence", "calibration_correct",
+from bench.evidence.declarations import (  # noqa: F401 (the format's constants, re-exported with it)
+    ARRAYS,
+    CALIBRATION_BINS,
+    ENTROPY_BINS,
+    MC_PREFIX,
+    undeclared,
 )
+
+#: Every stored array (:data:`bench.evidence.declarations.ARRAYS`): name -> (dtype, shape after the
+#: leading image axis where per image, else the whole shape; per_image). ``P`` is the number of curve
+#: points, known only at run time.
+SCHEMA: dict[str, tuple[str, tuple[int | str, ...], bool]] = {a.name: (a.dtype, a.shape, a.per_image) for a in ARRAYS}
+
+#: The arrays that need class probabilities; a hard-label model (a classical segmenter) has none
+#: (and no Monte-Carlo copies either).
+CALIBRATION_ARRAYS = tuple(a.name for a in ARRAYS if a.probabilities and not a.name.startswith(MC_PREFIX))
 #: The per-image arrays of :class:`EvidenceAccumulator` that are stored for the MC prediction, as ``mc_<name>``.
-MC_PER_IMAGE = ("confusion", "boundary_iou_counts", "nll_sum", "brier_sum")
+MC_PER_IMAGE = tuple(a.name for a in ARRAYS if a.monte_carlo)
 
 
 def check_evidence(arrays: Mapping[str, np.ndarray]) -> None:
-    """Raises ``ValueError`` when a known array has the wrong dtype or shape."""
+    """Raises ``ValueError`` when a known array has the wrong dtype or shape (an unknown one, e.g.
+    from a newer harness, is left for its reader)."""
     n = None
     for name, value in arrays.items():
         if name not in SCHEMA:
@@ -71,7 +51,13 @@ def check_evidence(arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def save_evidence(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Checks the arrays against :data:`SCHEMA` and writes them with ``np.savez_compressed``."""
+    """Checks the arrays against :data:`SCHEMA` and writes them with ``np.savez_compressed``; an
+    array no declaration claims is an error (a reader would not know what it holds)."""
+    unknown = undeclared(arrays)
+    if unknown:
+        raise ValueError(f"evidence arrays {', '.join(map(repr, unknown))} are not declared in "
+                         "bench.evidence.declarations.ARRAYS: declare their dtype, shape and whether they are "
+                         "per image")
     check_evidence(arrays)
     np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
 

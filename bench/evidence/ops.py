@@ -8,8 +8,9 @@ an image) leave the device; no per-pixel tensor is copied to the host. The repor
 What is measured, per image unless noted:
 
 - ``confusion``: the 3x3 confusion counts, rows = true class, columns = ``argmax(logits)``.
-  Pooled and per-image mIoU, and the pet-vs-background foreground IoU with border pixels ignored
-  (the dataset's own measure), all derive from it, so nothing else is stored for them.
+  Pooled and per-image mIoU, and the pet-vs-background foreground IoU, Dice, precision and recall
+  with border pixels ignored (the dataset's own convention), all derive from it
+  (:mod:`bench.evidence.quality`), so nothing else is stored for them.
 - ``boundary_iou_counts``: intersection and union of the pet's boundary bands, for Boundary IoU
   (Cheng et al., CVPR 2021, arXiv:2103.16562). See :func:`boundary_region` for the definition.
 - ``nll_sum``, ``brier_sum``: the per-image sums of the pixel negative log-likelihood (nats) and
@@ -21,6 +22,9 @@ What is measured, per image unless noted:
 Monte-Carlo dropout (:class:`MCDropoutAccumulator`) adds, from T stochastic softmax samples, the
 predictive entropy histograms of correct and wrong pixels (AUROC and PAvPU, Mukhoti & Gal 2018,
 arXiv:1811.12709) and the mIoU/ECE curve after the first t samples, without holding T copies.
+
+Which arrays are stored, and how each is kept over the batches, is declared once in
+:mod:`bench.evidence.declarations`.
 
 Implementation notes, for running inside a traced, deterministic evaluation on a GPU: counts are
 ``unsorted_segment_sum`` of float32 ones, per image (exact: every segment holds at most H*W < 2**24
@@ -43,6 +47,7 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from bench.config.run_config import NUM_CLASSES
+from bench.evidence import declarations
 from bench.evidence.npz import (  # noqa: F401 (the stored format, re-exported where it is measured)
     CALIBRATION_ARRAYS,
     CALIBRATION_BINS,
@@ -203,7 +208,10 @@ class EvidenceAccumulator:
 
     ``update`` runs one traced step on the device and keeps only its small outputs; ``result``
     gives the arrays to store (``np.savez_compressed(path, **result)`` or :func:`save_evidence`).
-    The step is traced once for any batch size (the batch axis is left unknown).
+    The step is traced once for any batch size (the batch axis is left unknown). Every output the
+    step returns is kept as its :class:`bench.evidence.declarations.Array` says (per image:
+    concatenated; per run: summed over the images); an output no declaration claims is an error
+    at the first batch, not an array silently dropped.
 
     Args:
         width: Boundary band width; ``None`` takes :func:`boundary_width` of the first batch.
@@ -253,6 +261,12 @@ class EvidenceAccumulator:
         masks = tf.cast(masks, tf.int32)
         inputs = tf.cast(inputs, tf.float32)
         arrays = {k: v.numpy() for k, v in self._compiled(masks, inputs)(masks, inputs).items()}
+        unknown = declarations.undeclared(arrays)
+        if unknown:
+            raise ValueError(
+                f"batch_evidence returned {', '.join(map(repr, unknown))}, which no declaration claims: add an "
+                "Array to bench.evidence.declarations (dtype, shape, per image or a run total) so that it is stored"
+            )
         n = arrays["confusion"].shape[0]
         index = np.arange(self._seen, self._seen + n) if image_index is None else np.asarray(image_index)
         if index.shape != (n,):
@@ -270,28 +284,31 @@ class EvidenceAccumulator:
         self.update(masks, logits, image_index)
 
     def result(self) -> dict[str, np.ndarray]:
-        """The run's evidence arrays (see :data:`SCHEMA`); calibration bins are run totals."""
+        """The run's evidence arrays (see :data:`SCHEMA`), in the declared order: every output of
+        the step, each concatenated over the images or summed to a run total as declared, the image
+        index and the band width."""
         if not self._index:
             raise ValueError("no batch was added")
-        parts = {k: np.concatenate(v) for k, v in self._parts.items()}
         index = np.concatenate(self._index)
         if np.unique(index).size != index.size:
             raise ValueError("image_index repeats an image")
-        out = {
-            "image_index": _int32(index),
-            "confusion": parts["confusion"].astype(np.int32),
-            "boundary_iou_counts": parts["boundary_iou_counts"].astype(np.int32),
-            "boundary_width": np.int32(self.width),
-        }
-        if self.calibration:
-            out.update({
-                "nll_sum": parts["nll_sum"].astype(np.float32),
-                "brier_sum": parts["brier_sum"].astype(np.float32),
-                "calibration_count": _int32(parts["calibration_count"].sum(axis=0, dtype=np.int64)),
-                "calibration_confidence": parts["calibration_confidence"].sum(axis=0, dtype=np.float64).astype(np.float32),
-                "calibration_correct": _int32(parts["calibration_correct"].sum(axis=0, dtype=np.int64)),
-            })
+        own = {"image_index": _int32(index), "boundary_width": np.int32(self.width)}
+        out = {}
+        for array in declarations.ARRAYS:
+            if array.name in own:
+                out[array.name] = own[array.name]
+            elif array.name in self._parts:
+                out[array.name] = _combine(np.concatenate(self._parts[array.name]), array.per_image, array.dtype)
         return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _combine(values: np.ndarray, per_image: bool, dtype: str) -> np.ndarray:
+    """One output of the step over all images ``(N, ...)``: kept per image, or summed over the
+    images (in int64 or float64) to a run total; in the stored dtype."""
+    if not per_image:
+        wide = np.int64 if np.issubdtype(values.dtype, np.integer) else np.float64
+        values = values.sum(axis=0, dtype=wide)
+    return _int32(values) if np.dtype(dtype) == np.int32 else values.astype(dtype)
 
 
 def _int32(values: np.ndarray) -> np.ndarray:

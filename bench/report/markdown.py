@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -166,22 +167,45 @@ def _at_a_glance(table: pd.DataFrame, pareto: pd.Series, device: str | None = No
     return lines
 
 
-def build_markdown(results: Results, runs: pd.DataFrame, superseded: pd.DataFrame, table: pd.DataFrame,
-                   pareto: pd.Series, figures: list[FigureEntry], classical_section: list[str] | None = None,
-                   selection: Selection | None = None, evidence: EvidenceSummary | None = None,
-                   placed: dict[str, FigureEntry] | None = None) -> str:
-    """The whole of leaderboard.md as text (deterministic for the same stored results).
+@dataclass(frozen=True)
+class Page:
+    """What leaderboard.md is made of, as :func:`bench.report.render.render_report` gathers it.
 
-    ``classical_section``: the "Edge-based vs region-based" lines (bench.report.classical), placed
-    after the per-class IoU; absent when no classical run is stored. ``selection``: what was left
-    out of the ranking (bench.report.comparable): runs of other contexts, costs of other devices.
-    ``evidence``: what the per-image evidence says (:func:`bench.report.summary.evidence_summary`);
-    ``placed``: the figures drawn inside their sections (``intervals``, ``reliability``,
-    ``mc_curve``, ``mc_gallery``), by key.
+    Attributes:
+        results: The ranked context's results (cost runs split off).
+        runs: Their current runs; ``superseded``: the earlier attempts they replace.
+        table: :func:`bench.report.summary.model_table`, rank order; ``pareto``: its accuracy vs
+            latency front (:func:`bench.report.summary.pareto_front`).
+        figures: The figures of the "Figures" section, in order.
+        after_costs: The sections placed after "Costs": the "Edge-based vs region-based" lines
+            (bench.report.classical, absent when no classical run is stored), training, and the
+            networks only costed (bench.report.training).
+        selection: What was left out of the ranking (bench.report.comparable): runs of other
+            contexts, costs of other devices.
+        evidence: What the per-image evidence says (:func:`bench.report.summary.evidence_summary`).
+        placed: The figures drawn inside their sections (``intervals``, ``reliability``,
+            ``mc_curve``, ``mc_gallery``), by key (None: nothing to say there).
     """
+
+    results: Results
+    runs: pd.DataFrame
+    superseded: pd.DataFrame
+    table: pd.DataFrame
+    pareto: pd.Series
+    figures: list[FigureEntry]
+    after_costs: list[str] = field(default_factory=list)
+    selection: Selection | None = None
+    evidence: EvidenceSummary | None = None
+    placed: dict[str, FigureEntry | None] = field(default_factory=dict)
+
+
+def build_markdown(page: Page) -> str:
+    """The whole of leaderboard.md as text (deterministic for the same stored results)."""
+    results, runs, superseded, table, pareto = page.results, page.runs, page.superseded, page.table, page.pareto
+    figures, selection, evidence = page.figures, page.selection, page.evidence
     several = selection is not None and selection.several_devices
     device = selection.device if several else None
-    placed = placed or {}
+    placed = page.placed
     intervals = evidence.intervals if evidence is not None else None
     profile = stored_value(results, runs, "profile", results.root.name)
     n_ok = int((runs["status"] == "ok").sum())
@@ -241,7 +265,7 @@ def build_markdown(results: Results, runs: pd.DataFrame, superseded: pd.DataFram
         "",
         tables.costs_table(table),
         "",
-        *(classical_section or []),
+        *page.after_costs,
         "## Failed runs",
         "",
     ]
@@ -265,10 +289,12 @@ def build_markdown(results: Results, runs: pd.DataFrame, superseded: pd.DataFram
 def _interval_kinds(table: pd.DataFrame, evidence: EvidenceSummary | None) -> tuple[list[str], list[str], list[str]]:
     """Ranked models by the interval they have: ``(from the evidence, t over seeds, none)``."""
     ranked = table.dropna(subset=["miou"])
-    kinds = dict(evidence.intervals["interval"]) if evidence is not None else {}
-    boot = [m for m in ranked["model"] if kinds.get(m) in ("bootstrap", "seeds")]
-    t = [m for m in ranked["model"] if kinds.get(m) == "t" or (
-        evidence is None and not pd.isna(ranked.loc[ranked["model"] == m, "miou_ci_low"].iloc[0]))]
+    if evidence is not None:
+        kinds = dict(evidence.intervals["interval"])
+    else:  # no evidence summary: the kinds statistics.interval_kind names without evidence
+        kinds = {m: ev.interval_kind(None, int(n or 0)) for m, n in zip(ranked["model"], ranked["miou_n"], strict=True)}
+    boot = [m for m in ranked["model"] if kinds.get(m) in (ev.INTERVAL_IMAGES, ev.INTERVAL_SEEDS_AND_IMAGES)]
+    t = [m for m in ranked["model"] if kinds.get(m) == ev.INTERVAL_SEEDS]
     none = [m for m in ranked["model"] if m not in boot and m not in t]
     return boot, t, none
 

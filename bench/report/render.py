@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from bench.report import classical, comparable, figures, training
 from bench.report.load import Predictions, Results, ResultsNotFoundError, load_results
-from bench.report.markdown import LEADING, build_markdown
+from bench.report.markdown import LEADING, Page, build_markdown
 from bench.report.sections import FigureEntry
 from bench.report.summary import (
     EvidenceSummary,
@@ -268,6 +268,7 @@ def render_report(results_dir: Path) -> Path:
     extra = classical.section(comparison, classical_figure, evidence) if comparison is not None else []
     extra += training.training_section(results, runs, table)
     extra += training.untrained_costs_section(costed, model_table(costed) if len(costed.runs) else costed.runs)
-    text = build_markdown(results, runs, superseded, table, pareto, entries, extra, selection, evidence, placed)
-    atomic_write_text(md_path, text)
+    page = Page(results=results, runs=runs, superseded=superseded, table=table, pareto=pareto, figures=entries,
+                after_costs=extra, selection=selection, evidence=evidence, placed=placed)
+    atomic_write_text(md_path, build_markdown(page))
     return md_path

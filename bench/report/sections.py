@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.evidence.declarations import METRICS
 from bench.report import statistics as ev
 from bench.report import tables
 from bench.report.comparable import Selection
@@ -107,22 +108,16 @@ def accuracy(results: Results, runs: pd.DataFrame, table: pd.DataFrame, evidence
     size = stored_values(results, runs, "config.profile.image_size")
     band = (f"a band of {', '.join(map(str, widths))} px" if widths else "a band")
     band += f" at {size[0]}×{size[0]} px" if len(size) == 1 and widths else ""
-    text = (
-        "Two aggregations of the same confusion counts. **mIoU pooled** (the leaderboard's): one confusion matrix "
-        "summed over every test image, then the IoU of each class and their mean, as PASCAL VOC, Cityscapes and "
-        "MMSegmentation report it; large pets weigh more. **mIoU per image**: each image's own mIoU (a class absent "
-        "from an image's truth and prediction left out), then the mean over images, as segmentation_models_pytorch's "
-        "image-wise reduction; every image weighs the same. **Foreground IoU**: the dataset's own measure, pet vs "
-        "background IoU with the trimap's border pixels ignored (Parkhi et al., CVPR 2012). **Boundary IoU** (Cheng "
-        f"et al., CVPR 2021) of the pet: IoU of the pixels within {band} (2% of the image diagonal) of the true and "
-        "the predicted pet contours, summed over images; its interval is a bootstrap over the images. Values are "
-        "mean ± std over seeds (n=1: one seed)."
-    )
+    # What each column shows, as its metric declares it (bench.evidence.declarations).
+    about = " ".join(m.about.format(band=band) for m in METRICS if m.about)
+    text = f"{about} Values are mean ± std over seeds (n=1: one seed)."
     missing = evidence.missing if evidence is not None else table.dropna(subset=["miou"])["model"].tolist()
     if missing:
-        text += (f" {len(missing)} model{'s' * (len(missing) != 1)} show — for mIoU per image, foreground IoU and "
-                 "Boundary IoU: their runs were measured before `evidence.npz` existed, and these need its "
-                 "per-image counts.")
+        # The columns read from the evidence: per-image means and the rows evidence_metrics writes.
+        needs = [c.header for m, c in tables.ACCURACY_COLUMNS if c.per_image or m.pooled_row]
+        named = ", ".join(needs[:-1]) + f" and {needs[-1]}" if len(needs) > 1 else "".join(needs)
+        text += (f" {len(missing)} model{'s' * (len(missing) != 1)} show — for {named}: their runs were measured "
+                 "before `evidence.npz` existed, and these need its per-image counts.")
     intervals = evidence.intervals if evidence is not None else None
     return ["## Accuracy in detail", "", text, "", tables.accuracy_table(table, intervals), ""]
 

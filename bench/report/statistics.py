@@ -6,10 +6,10 @@ stored arrays give byte-identical numbers. The arrays are those of :mod:`bench.e
 (``confusion`` (N, C, C), ``boundary_iou_counts`` (N, 2), ``nll_sum``, ``brier_sum``,
 ``calibration_*``, ``mc_*``); nothing here looks at a prediction.
 
-The definitions (pooled and per-image mIoU, foreground IoU, Boundary IoU, ECE, NLL, Brier, AUROC,
-PAvPU) live in :mod:`bench.evidence.metrics`, which the runner also uses to store them as metric rows, and
-are re-exported here: one definition of each, and the worker never loads the report package.
-``pooled`` and ``per-image`` mIoU differ on purpose (see there).
+The definitions (pooled and per-image mIoU, foreground IoU, Dice, Boundary IoU, ECE, NLL, Brier,
+AUROC, PAvPU) live in :mod:`bench.evidence.quality` and :mod:`bench.evidence.metrics`, which the runner
+also uses to store them as metric rows, and are re-exported here: one definition of each, and the
+worker never loads the report package. ``pooled`` and ``per-image`` mIoU differ on purpose (see there).
 
 A model's statistic is the mean over its seeds of each seed's pooled value. Every interval and
 test says which noise it covers (:func:`coverage`, the one place that chooses how it is made):
@@ -25,6 +25,10 @@ test says which noise it covers (:func:`coverage`, the one place that chooses ho
 - Otherwise (a trained model with one seed: its training noise cannot be estimated; or every model
   deterministic): a percentile bootstrap over the test images, which covers their noise only: with
   one seed it holds for one training of each model.
+
+Without per-image evidence a model's interval, where it has one, is Student's t over its seeds' stored
+values. :func:`interval_kind` names which of these a model's interval is; the report asks it, never
+decides itself.
 """
 
 from __future__ import annotations
@@ -41,21 +45,27 @@ from bench.evidence.metrics import (  # noqa: F401 (re-exported: the report's st
     PAVPU_THRESHOLD,
     Evidence,
     auroc_from_histograms,
-    boundary_iou,
     calibration_scores,
-    class_iou,
     expected_calibration_error,
+    mc_evidence,
+    pavpu,
+    uncertainty_scores,
+)
+from bench.evidence.quality import (  # noqa: F401 (re-exported, as above)
+    boundary_iou,
+    class_iou,
+    dice_counts,
     foreground_iou_counts,
     imagewise_miou,
-    mc_evidence,
     miou_of,
-    pavpu,
     per_image_boundary_iou,
     per_image_miou,
+    pet_confusion,
     pooled_miou,
     pooled_ratio,
+    precision_counts,
     ratio,
-    uncertainty_scores,
+    recall_counts,
 )
 
 CONFIDENCE = 0.95
@@ -152,6 +162,31 @@ def coverage(models: Sequence[ModelRuns]) -> Coverage:
     return Coverage(SEEDS_AND_IMAGES if seeds and seeds[0] >= 2 else IMAGES, seeds)
 
 
+#: The kinds of a model's interval, as :func:`interval_kind` names them.
+INTERVAL_SEEDS_AND_IMAGES = "seeds"
+INTERVAL_IMAGES = "bootstrap"
+INTERVAL_SEEDS = "t"
+NO_INTERVAL = ""
+
+
+def interval_kind(cover: Coverage | None, seeds: int) -> str:
+    """Which interval a model's statistic has: the one place the report asks.
+
+    Args:
+        cover: The :class:`Coverage` of its interval from the per-image evidence (:func:`coverage`
+            chose it), or None where there is none (no evidence, or an undefined statistic).
+        seeds: How many of its runs stored the statistic.
+
+    Returns:
+        :data:`INTERVAL_SEEDS_AND_IMAGES` or :data:`INTERVAL_IMAGES` (from the evidence, as
+        ``cover`` says); without it :data:`INTERVAL_SEEDS`, Student's t over the stored per-seed
+        values, where there are two or more; else :data:`NO_INTERVAL`.
+    """
+    if cover is not None:
+        return INTERVAL_SEEDS_AND_IMAGES if cover.covers_seeds else INTERVAL_IMAGES
+    return INTERVAL_SEEDS if seeds >= 2 else NO_INTERVAL
+
+
 # === Resampling ===
 
 
@@ -185,8 +220,14 @@ class PairedTest:
     df: float = math.nan
 
 
-def stack_seeds(runs: Sequence[Evidence], key: str = "confusion") -> tuple[np.ndarray, np.ndarray]:
+def stack_seeds(
+    runs: Sequence[Evidence], key: str | Callable[[Evidence], np.ndarray] = "confusion"
+) -> tuple[np.ndarray, np.ndarray]:
     """One model's seeds as ``(S, N, ...)``, images ordered by ``image_index``.
+
+    Args:
+        key: The array to stack, or a function of a run's evidence giving its per-image items in
+            the run's image order (e.g. :meth:`bench.evidence.declarations.Metric.items`).
 
     Returns:
         ``(stacked, image_index)``. Raises ``ValueError`` when the seeds saw different images.
@@ -202,7 +243,7 @@ def stack_seeds(runs: Sequence[Evidence], key: str = "confusion") -> tuple[np.nd
         if index is not None and not np.array_equal(ids[order], index):
             raise ValueError("the seeds of one model were evaluated on different test images")
         index = ids[order]
-        arrays.append(np.asarray(run[key])[order])
+        arrays.append(np.asarray(key(run) if callable(key) else run[key])[order])
     return np.stack(arrays), index
 
 

@@ -17,18 +17,21 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from bench.evidence.declarations import METRICS, Metric
 from bench.report import statistics as ev
 from bench.report.load import Results
 
 CONFIDENCE = 0.95
 CLASS_METRICS = {"iou_pet": "pet", "iou_background": "background", "iou_border": "border"}
-# Mean +- std and CI are reported for these; the cost metrics are shown as their mean over seeds.
-SPREAD_METRICS = ["miou", "miou_per_image", "fg_iou", "boundary_iou", "pixel_accuracy", "mean_class_accuracy",
-                  *CLASS_METRICS]
-#: The metric rows of the per-image evidence (issue #12): deep models have the calibration ones,
-#: Monte-Carlo-dropout runs the ``mc_*`` ones; a run measured before evidence existed has none.
-EVIDENCE_METRICS = ["ece", "nll", "brier", "mc_miou", "mc_ece", "mc_nll", "mc_brier", "mc_auroc", "mc_pavpu",
+# Mean +- std and CI are reported for these (every row of a declared metric among them); the cost
+# metrics are shown as their mean over seeds.
+SPREAD_METRICS = [*(row for m in METRICS for row in m.rows), "mean_class_accuracy", *CLASS_METRICS]
+#: The other metric rows of the per-image evidence (issue #12): deep models have the calibration
+#: ones, Monte-Carlo-dropout runs the ``mc_*`` ones; a run measured before evidence existed has none.
+EVIDENCE_METRICS = ["ece", "nll", "brier", "mc_ece", "mc_nll", "mc_brier", "mc_auroc", "mc_pavpu",
                     "mc_latency_ms", "mc_samples", "boundary_width_px"]
+#: The declared metrics the report gives an interval, from the per-image evidence.
+INTERVAL_METRICS = tuple(m for m in METRICS if m.interval)
 # Every metric of docs/results-schema.md: each gets a column even when no run stored it.
 SCHEMA_METRICS = [
     *SPREAD_METRICS, "params_total", "params_trainable", "flops_per_image", "latency_p50_ms", "latency_p90_ms",
@@ -174,12 +177,14 @@ class EvidenceSummary:
         runs: Model -> the evidence of each of its successful runs (lowest seed first), for the
             models whose every successful run stored a readable ``evidence.npz``.
         missing: Ranked models without it (some or all of their runs stored none), in rank order.
-        intervals: One row per ranked model (index: model): ``miou_low``, ``miou_high``,
-            ``interval`` (from the evidence: ``seeds``, over the seeds and images, or ``bootstrap``,
-            over the images only; ``t`` over seeds without evidence; ``""`` none), ``coverage``
-            (the evidence interval's :class:`bench.report.statistics.Coverage`, else None),
-            ``boundary_low``/``boundary_high`` (Boundary IoU, NaN without evidence) and
-            ``mc_low``/``mc_high`` (the Monte-Carlo mIoU), each made as the mIoU's.
+        intervals: One row per ranked model (index: model): for every declared metric with an
+            interval (:data:`INTERVAL_METRICS`), ``<name>_estimate``, ``<name>_low`` and
+            ``<name>_high`` from the evidence (NaN without it; for ``miou``, without evidence, the
+            t-interval over seeds and no estimate); ``interval``, the kind of the mIoU's
+            (:func:`bench.report.statistics.interval_kind`: ``seeds``, over the seeds and images, or
+            ``bootstrap``, over the images only; ``t`` over seeds without evidence; ``""`` none),
+            and ``coverage`` (the mIoU evidence interval's :class:`bench.report.statistics.Coverage`,
+            else None). Every declared interval is made as the mIoU's.
         test: :func:`bench.report.statistics.tied_with_best` over the tested models (best first), or
             None when no test could be made (``no_test`` says why).
         untested: Ranked models left out of the test (no evidence), rank order.
@@ -230,14 +235,18 @@ class EvidenceSummary:
         return stacked.groupby("samples", sort=True)[["miou", "ece"]].mean().reset_index()
 
 
-def _interval(runs: list[dict[str, np.ndarray]], key: str, kind: str, deterministic: bool) -> ev.Interval | None:
-    """The model's interval (over its images, and its seeds where :func:`bench.report.statistics.coverage`
-    says so); None where the statistic is undefined."""
-    stacked = ev.ModelRuns(ev.stack_seeds(runs, key)[0], deterministic)
+def _interval(runs: list[dict[str, np.ndarray]], metric: Metric, deterministic: bool) -> ev.Interval | None:
+    """The model's interval of a declared metric (over its images, and its seeds where
+    :func:`bench.report.statistics.coverage` says so); None where the statistic is undefined."""
+    stacked = ev.ModelRuns(ev.stack_seeds(runs, metric.items)[0], deterministic)
     with warnings.catch_warnings():  # all-NaN replicates (no pet anywhere): an undefined interval, not a warning
         warnings.simplefilter("ignore", RuntimeWarning)
-        iv = ev.miou_interval(stacked) if kind == "miou" else ev.ratio_interval(stacked)
+        iv = ev.interval(stacked, metric.statistic, metric.item_ndim)
     return iv if math.isfinite(iv.low) and math.isfinite(iv.high) else None
+
+
+def _interval_columns() -> list[str]:
+    return [f"{m.name}_{part}" for m in INTERVAL_METRICS for part in ("estimate", "low", "high")]
 
 
 def evidence_summary(results: Results, runs: pd.DataFrame, table: pd.DataFrame) -> EvidenceSummary:
@@ -274,16 +283,14 @@ def evidence_summary(results: Results, runs: pd.DataFrame, table: pd.DataFrame) 
     for _, row in ranked.iterrows():
         model = row["model"]
         fixed = model in deterministic
-        out = {"miou_low": math.nan, "miou_high": math.nan, "interval": "", "coverage": None,
-               "boundary_low": math.nan, "boundary_high": math.nan, "mc_low": math.nan, "mc_high": math.nan}
+        out: dict[str, object] = {**dict.fromkeys(_interval_columns(), math.nan), "interval": ev.NO_INTERVAL,
+                                  "coverage": None}
+        found: dict[str, ev.Interval | None] = {}
         if model in loaded:
             try:
-                miou = _interval(loaded[model], "confusion", "miou", fixed)
-                boundary = _interval(loaded[model], "boundary_iou_counts", "ratio", fixed)
+                found = {m.name: _interval(loaded[model], m, fixed) for m in INTERVAL_METRICS
+                         if all(m.reads(r) for r in loaded[model])}
                 if all("mc_confusion" in r for r in loaded[model]):
-                    mc = _interval(loaded[model], "mc_confusion", "miou", fixed)
-                    if mc is not None:
-                        out.update(mc_low=mc.low, mc_high=mc.high)
                     # Seed s of both passes is one set of weights: paired by seed, not resampled apart.
                     mc_tests[model] = ev.paired_test(ev.stack_seeds(loaded[model], "mc_confusion")[0],
                                                      ev.stack_seeds(loaded[model], "confusion")[0], paired_seeds=True)
@@ -291,18 +298,18 @@ def evidence_summary(results: Results, runs: pd.DataFrame, table: pd.DataFrame) 
                 problems.append(f"{model}: {exc}")
                 del loaded[model]
                 missing.append(model)
-            else:
-                if miou is not None:
-                    kind = "seeds" if miou.coverage.covers_seeds else "bootstrap"
-                    out.update(miou_low=miou.low, miou_high=miou.high, interval=kind, coverage=miou.coverage)
-                if boundary is not None:
-                    out.update(boundary_low=boundary.low, boundary_high=boundary.high)
-        if not out["interval"] and not (pd.isna(row.get("miou_ci_low")) or pd.isna(row.get("miou_ci_high"))):
-            out.update(miou_low=row["miou_ci_low"], miou_high=row["miou_ci_high"], interval="t")
+                found = {}
+            for name, iv in found.items():
+                if iv is not None:
+                    out.update({f"{name}_estimate": iv.estimate, f"{name}_low": iv.low, f"{name}_high": iv.high})
+        # The ranking's mIoU: without evidence, the t-interval over seeds, where interval_kind says so.
+        cover = found["miou"].coverage if found.get("miou") is not None else None
+        out.update(interval=ev.interval_kind(cover, int(row.get("miou_n", 0) or 0)), coverage=cover)
+        if out["interval"] == ev.INTERVAL_SEEDS:
+            out.update(miou_low=row["miou_ci_low"], miou_high=row["miou_ci_high"])
         rows[model] = out
     intervals = pd.DataFrame.from_dict(rows, orient="index") if rows else pd.DataFrame(
-        columns=["miou_low", "miou_high", "interval", "coverage", "boundary_low", "boundary_high", "mc_low",
-                 "mc_high"])
+        columns=[*_interval_columns(), "interval", "coverage"])
     order = {m: i for i, m in enumerate(ranked["model"])}
     missing = sorted(set(missing), key=order.get)
 

@@ -13,6 +13,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.clock import format_duration
+from bench.evidence.declarations import METRICS, Column, Metric
+from bench.report import statistics as ev
 from bench.report.comparable import OtherContext, synthetic
 from bench.report.statistics import Coverage
 from bench.report.summary import CLASS_METRICS
@@ -137,15 +139,15 @@ def fmt_miou_interval(row: pd.Series, intervals: pd.DataFrame | None) -> str:
     if _missing(mean):
         return DASH
     model = row["model"]
-    if intervals is not None and model in intervals.index and intervals.at[model, "interval"]:
+    n = int(row.get("miou_n", 0) or 0)
+    if intervals is not None and model in intervals.index:
         low, high, kind = (intervals.at[model, c] for c in ("miou_low", "miou_high", "interval"))
-    else:
+    else:  # no evidence summary: the kind is still the one statistics.interval_kind names
         low, high = row.get("miou_ci_low", math.nan), row.get("miou_ci_high", math.nan)
-        kind = "" if _missing(low) or _missing(high) else "t"
-    if not kind:
-        n = int(row.get("miou_n", 0) or 0)
+        kind = ev.interval_kind(None, n)
+    if kind == ev.NO_INTERVAL:
         return f"{mean:.3f} (n={n})" if n <= 1 else f"{mean:.3f}"
-    return f"{mean:.3f} {fmt_interval(low, high)}" + (" (t)" if kind == "t" else "")
+    return f"{mean:.3f} {fmt_interval(low, high)}" + (" (t)" if kind == ev.INTERVAL_SEEDS else "")
 
 
 #: The "Tied with #1" cells.
@@ -219,22 +221,36 @@ def fmt_p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+#: The columns of "Accuracy in detail", as the metrics declare them (bench.evidence.declarations).
+ACCURACY_COLUMNS: tuple[tuple[Metric, Column], ...] = tuple((m, c) for m in METRICS for c in m.columns)
+
+
 def accuracy_table(table: pd.DataFrame, intervals: pd.DataFrame | None = None) -> str:
-    """Both aggregations of mIoU, the foreground IoU, Boundary IoU with its interval and pixel accuracy."""
+    """Every declared metric column (:data:`ACCURACY_COLUMNS`): both aggregations of mIoU, the
+    foreground IoU, Dice, Boundary IoU with their intervals, pixel accuracy."""
     ranked = table[table["n_ok"] > 0]
-    headers = ["#", "Model", "Seeds ok", "mIoU pooled", "mIoU per image", "Foreground IoU",
-               "Boundary IoU [95% interval]", "Pixel acc."]
+    headers = ["#", "Model", "Seeds ok", *(column.title for _, column in ACCURACY_COLUMNS)]
     rows = []
     for _, row in ranked.iterrows():
-        boundary = row.get("boundary_iou", math.nan)
-        cell = fmt_ratio(boundary)
-        if not _missing(boundary) and intervals is not None and row["model"] in intervals.index:
-            low, high = intervals.at[row["model"], "boundary_low"], intervals.at[row["model"], "boundary_high"]
-            cell += "" if _missing(low) else f" {fmt_interval(low, high)}"
         rows.append([str(int(row["rank"])), model_label(row), f"{row['n_ok']} of {row['n_runs']}",
-                     fmt_mean(row, "miou"), fmt_mean(row, "miou_per_image"), fmt_mean(row, "fg_iou"), cell,
-                     fmt_mean(row, "pixel_accuracy")])
+                     *(_metric_cell(row, metric, column, intervals) for metric, column in ACCURACY_COLUMNS)])
     return _render(rows, headers, ["right", "left", *["right"] * (len(headers) - 2)])
+
+
+def _metric_cell(row: pd.Series, metric: Metric, column: Column, intervals: pd.DataFrame | None) -> str:
+    """A declared metric's cell: ``mean ± std`` over seeds, or, for a column with its interval,
+    ``estimate [low, high]`` from the per-image evidence (the stored mean where there is none)."""
+    if column.per_image:
+        return fmt_mean(row, metric.per_image)
+    if not column.interval:
+        return fmt_mean(row, metric.name)
+    model = row["model"]
+    if intervals is not None and model in intervals.index and not _missing(intervals.at[model, f"{metric.name}_low"]):
+        # The interval's own estimate: the mean over seeds of each seed's pooled value, as stored, and
+        # there also for runs stored before the metric had a row (it derives from their evidence).
+        estimate, low, high = (intervals.at[model, f"{metric.name}_{part}"] for part in ("estimate", "low", "high"))
+        return f"{fmt_ratio(estimate)} {fmt_interval(low, high)}"
+    return fmt_ratio(row.get(metric.name, math.nan))
 
 
 def calibration_table(table: pd.DataFrame) -> str:
@@ -265,8 +281,8 @@ def monte_carlo_table(table: pd.DataFrame, intervals: pd.DataFrame | None, tests
     for _, row in table.iterrows():
         model = row["model"]
         mc = fmt_ratio(row.get("mc_miou", math.nan))
-        if intervals is not None and model in intervals.index and not _missing(intervals.at[model, "mc_low"]):
-            mc += f" {fmt_interval(intervals.at[model, 'mc_low'], intervals.at[model, 'mc_high'])}"
+        if intervals is not None and model in intervals.index and not _missing(intervals.at[model, "mc_miou_low"]):
+            mc += f" {fmt_interval(intervals.at[model, 'mc_miou_low'], intervals.at[model, 'mc_miou_high'])}"
         test = tests.get(model)
         samples = row.get("mc_samples", math.nan)
         rows.append([

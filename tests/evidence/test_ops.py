@@ -11,10 +11,13 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage, stats
 
+from bench.evidence import declarations, ops
+from bench.evidence.declarations import Array
 from bench.evidence.ops import (
     ENTROPY_BINS,
     EvidenceAccumulator,
     MCDropoutAccumulator,
+    batch_evidence,
     boundary_iou_counts,
     boundary_region,
     boundary_width,
@@ -202,6 +205,15 @@ def test_many_models_can_still_be_told_from_the_best() -> None:
 
 
 # === Which noise a claim covers: seeds and images ===
+
+
+def test_the_interval_kind_is_named_in_one_place() -> None:
+    several = ev.coverage([ev.ModelRuns(np.zeros((3, 2, 3, 3)))])
+    one = ev.coverage([ev.ModelRuns(np.zeros((1, 2, 3, 3)))])
+    assert ev.interval_kind(several, 3) == ev.INTERVAL_SEEDS_AND_IMAGES == "seeds"
+    assert ev.interval_kind(one, 1) == ev.INTERVAL_IMAGES == "bootstrap"
+    # Without per-image evidence: Student's t over two or more stored seeds, else none.
+    assert [ev.interval_kind(None, n) for n in (0, 1, 2, 5)] == ["", "", "t", "t"]
 
 
 def test_coverage_needs_two_seeds_of_every_trained_model_and_none_of_a_deterministic_one() -> None:
@@ -464,6 +476,40 @@ def test_per_image_confusion_equals_a_numpy_reference() -> None:
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     nll = -np.take_along_axis(log_p, masks.astype(np.int64), axis=-1).sum(axis=(1, 2, 3))
     assert result["nll_sum"] == pytest.approx(nll, rel=1e-5)
+
+
+def test_the_accumulator_keeps_every_declared_output_and_refuses_an_undeclared_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(9)
+    masks = rng.integers(0, 3, (4, 8, 8))
+    logits = rng.normal(size=(4, 8, 8, 3)).astype(np.float32)
+
+    def accumulate() -> dict[str, np.ndarray]:
+        acc = EvidenceAccumulator(width=1)
+        acc.update(masks[:3], logits[:3])
+        acc.update(masks[3:], logits[3:])
+        return acc.result()
+
+    assert set(accumulate()) == {"image_index", "boundary_width", *batch_evidence(masks, logits, 1)}
+
+    def with_pet_pixels(m: tf.Tensor, x: tf.Tensor, width: int) -> dict[str, tf.Tensor]:
+        pet = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(x, axis=-1), 0), tf.int32), axis=[1, 2])
+        return {**batch_evidence(m, x, width), "pet_pixels": pet, "pet_pixels_total": pet[:, None]}
+
+    # A new output of the device step, declared once: kept per image, or summed to a run total.
+    monkeypatch.setattr(ops, "batch_evidence", with_pet_pixels)
+    monkeypatch.setattr(declarations, "ARRAYS", (
+        *declarations.ARRAYS, Array("pet_pixels", "int32", (), per_image=True),
+        Array("pet_pixels_total", "int32", (1,), per_image=False)))
+    result = accumulate()
+    expected = (logits.argmax(axis=-1) == 0).sum(axis=(1, 2))
+    assert result["pet_pixels"].dtype == np.int32 and result["pet_pixels"].tolist() == expected.tolist()
+    assert result["pet_pixels_total"].tolist() == [expected.sum()]
+    # Undeclared: an error at the first batch, not an array silently dropped.
+    monkeypatch.undo()
+    monkeypatch.setattr(ops, "batch_evidence", with_pet_pixels)
+    with pytest.raises(ValueError, match="'pet_pixels', 'pet_pixels_total', which no declaration claims"):
+        EvidenceAccumulator(width=1).update(masks, logits)
 
 
 def test_evidence_survives_a_save_and_load(tmp_path) -> None:

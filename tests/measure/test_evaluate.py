@@ -111,6 +111,9 @@ def test_deep_model_metric_rows_come_from_the_evidence() -> None:
     evidence = evaluate(make_forward(_model()), _batches())
     rows = evidence_metrics(evidence)
     assert {"miou_per_image", "fg_iou", "boundary_iou", "ece", "nll", "brier"} <= set(rows)
+    assert {"dice_pet", "dice_pet_per_image", "precision_pet", "recall_pet"} <= set(rows)
+    iou = rows["fg_iou"][0]  # the same pixels: pooled Dice is 2 J / (1 + J) of the foreground IoU J
+    assert rows["dice_pet"] == (pytest.approx(2 * iou / (1 + iou)), "ratio")
     assert rows["boundary_width_px"] == (1.0, "px") and rows["nll"][1] == "nats"
     assert all(np.isfinite(v) for v, _ in rows.values())
     assert 0 <= rows["ece"][0] <= 1 and 0 <= rows["brier"][0] <= 2

@@ -28,6 +28,7 @@ from tests.support.report_fixture import (
 )
 
 from bench.config.profiles import PROFILES
+from bench.evidence.declarations import METRICS, Metric
 from bench.evidence.npz import save_evidence
 from bench.report import (
     FIGURE_FILES,
@@ -38,7 +39,7 @@ from bench.report import (
 )
 from bench.report import statistics as ev
 from bench.report.load import load_results
-from bench.report.summary import NO_EVIDENCE, model_table, pareto_front, summarize
+from bench.report.summary import NO_EVIDENCE, current_runs, evidence_summary, model_table, pareto_front, summarize
 
 #: The figures drawn only from per-image evidence (calibration, Monte-Carlo dropout).
 EVIDENCE_FIGURES = {"reliability", "mc_curve", "mc_gallery"}
@@ -573,6 +574,56 @@ def test_the_monte_carlo_section_appears_only_with_monte_carlo_results(
     assert not (rendered[0] / FIGURE_FILES["mc_curve"]).exists()
 
 
+@pytest.fixture(scope="module")
+def evidence_frames(rendered_evidence: tuple[Path, str, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The model table and the evidence intervals of the rendered fixture, as render_report makes them."""
+    results = comparable.select(load_results(rendered_evidence[0])).results
+    runs, _ = current_runs(results.runs)
+    table = model_table(results)
+    return table.set_index("model"), evidence_summary(results, runs, table).intervals
+
+
+@pytest.mark.parametrize("metric", METRICS, ids=lambda m: m.name)
+def test_every_declared_metric_has_its_rows_its_columns_and_its_interval(
+        metric: Metric, rendered_evidence: tuple[Path, str, dict],
+        evidence_frames: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    results_dir, markdown, _ = rendered_evidence
+    assert set(metric.rows) <= set(pd.read_csv(results_dir / "metrics.csv")["metric"])
+    detail = _table(markdown, "Accuracy in detail")
+    for column in metric.columns:
+        for model in EXPECTED_RANKING:
+            cell = detail[model][column.title]
+            pattern = r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]" if column.interval else r"0\.\d{3}( ± 0\.\d{3})?"
+            assert re.fullmatch(pattern, cell), (model, column.title, cell)
+    if metric.interval:
+        table, intervals = evidence_frames
+        for model in MC_MODELS if metric.monte_carlo else EXPECTED_RANKING:
+            low, estimate, high = (intervals.at[model, f"{metric.name}_{part}"] for part in ("low", "estimate", "high"))
+            assert low < estimate < high, model
+            if metric.pooled_row:  # the interval is of the very number the runner stored
+                assert estimate == pytest.approx(table.at[model, metric.name]), model
+
+
+def test_the_detail_table_has_the_declared_columns_in_order(rendered_evidence: tuple[Path, str, dict]) -> None:
+    detail = _table(rendered_evidence[1], "Accuracy in detail")
+    assert list(detail["unet-resnet50"]) == [
+        "#", "Model", "Seeds ok", "mIoU pooled", "mIoU per image", "Foreground IoU", "Dice pet [95% interval]",
+        "Boundary IoU [95% interval]", "Pixel acc."]
+    assert "**Dice pet**: the pet's Dice (F1)" in _section(rendered_evidence[1], "Accuracy in detail")
+
+
+def test_runs_stored_before_dice_had_rows_render_it_from_their_evidence(
+        tmp_path: Path, rendered_evidence: tuple[Path, str, dict]) -> None:
+    """Dice derives from the stored confusion counts: a folder whose metrics.csv has no Dice rows
+    (the committed reference, measured before them) renders the same page."""
+    results_dir = write_results(tmp_path, evidence=True)
+    metrics = pd.read_csv(results_dir / "metrics.csv")
+    new_rows = metrics["metric"].isin(["dice_pet", "dice_pet_per_image", "precision_pet", "recall_pet"])
+    assert new_rows.any()
+    metrics[~new_rows].to_csv(results_dir / "metrics.csv", index=False)
+    assert render_report(results_dir).read_text(encoding="utf-8") == rendered_evidence[1]
+
+
 def test_runs_without_evidence_render_with_the_stated_fallback(rendered: tuple[Path, str]) -> None:
     markdown = rendered[1]
     assert "The ranking has no significance test: " + NO_EVIDENCE in _glance(markdown)
@@ -585,6 +636,7 @@ def test_runs_without_evidence_render_with_the_stated_fallback(rendered: tuple[P
     assert _section(markdown, "Calibration").strip() == f"Not measured: {NO_EVIDENCE}."
     detail = _table(markdown, "Accuracy in detail")["unet-resnet50"]
     assert detail["mIoU per image"] == detail["Boundary IoU [95% interval]"] == "—"
+    assert detail["Dice pet [95% interval]"] == "—"
 
 
 def test_partial_evidence_tests_only_what_it_can_and_says_so(tmp_path: Path) -> None:
