@@ -308,7 +308,7 @@ def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.measure.run import envinfo
+    from bench.measure import envinfo
     from bench.measure.build import imagenet_weights_available
     from bench.plan.estimate import describe_estimate, estimates
     from bench.execute.ray import RayExecutorError
