@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -421,8 +422,12 @@ def report_dir(args: argparse.Namespace) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.store.results import ENVIRONMENT_JSON, ResultsStore, StoreWriteError, atomic_write_json
+    from segmodels.registry import architecture_names
 
     out = report_dir(args)
+    # The page cites each ranked architecture's paper from the model library: a plugin that cannot
+    # be loaded is said now, in one line, as by run and list, before anything is read or written.
+    architecture_names()
     store = ResultsStore(out)
     if store.foreign_files():
         raise UsageError(
@@ -487,7 +492,12 @@ def _refused(error: BaseException) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from segmodels.registry import PluginAPIDeprecationWarning
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Python shows a DeprecationWarning only when __main__ raises it; a plugin that passes a
+    # parameter due to be removed must be told, once per line, whatever module it is.
+    warnings.simplefilter("default", PluginAPIDeprecationWarning)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -27,6 +27,7 @@ from segmodels.registry import (
     get_backbone,
     register_architecture,
     register_backbone,
+    register_classical,
 )
 from segmodels.shapes import SIZE_MULTIPLE, check_input_shape, input_size_problem
 from segmodels.weights import WeightsUnavailableError
@@ -34,7 +35,7 @@ from segmodels.weights import WeightsUnavailableError
 if TYPE_CHECKING:
     import keras
 
-    from segmodels.backbones.base import Encoder
+    from segmodels.backbones.base import Encoder, make_encoder
 
 __all__ = [
     "SIZE_MULTIPLE",
@@ -51,10 +52,12 @@ __all__ = [
     "list_backbones",
     "list_models",
     "load_plugins",
+    "make_encoder",
     "model_id",
     "parse_model_id",
     "register_architecture",
     "register_backbone",
+    "register_classical",
 ]
 
 _registry.install_loaders(networks=_discover, classical=_load_classical)
@@ -63,10 +66,10 @@ _registry.install_loaders(networks=_discover, classical=_load_classical)
 def __getattr__(name: str) -> Any:
     # Keras loads with the first model (seconds), not with the package: the harness imports the
     # light parts (class list, size check, suggestions) without it.
-    if name == "Encoder":
-        from segmodels.backbones.base import Encoder
+    if name in ("Encoder", "make_encoder"):
+        from segmodels.backbones import base
 
-        return Encoder
+        return getattr(base, name)
     raise AttributeError(f"module 'segmodels' has no attribute {name!r}")
 
 

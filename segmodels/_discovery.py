@@ -3,10 +3,14 @@
 Three places are searched, once, on first use of the registry:
 1. the modules of ``segmodels.architectures`` and ``segmodels.backbones`` (a new file there is
    picked up with no other edit);
-2. installed packages that declare entry points in the groups ``segmodels.architectures`` or
-   ``segmodels.backbones`` (a model that lives in its own package);
+2. installed packages that declare entry points in the groups ``segmodels.architectures``,
+   ``segmodels.backbones`` or ``segmodels.classical`` (a model that lives in its own package);
 3. the comma-separated module names in ``$SEGMODELS_PLUGINS`` (a model in a local file on the
    ``PYTHONPATH``; the benchmark's worker processes inherit it).
+
+A plugin module may register anything: the group only says where it was found. A plugin that
+cannot be loaded is a :class:`~segmodels.registry.PluginError` of one line that names it, says what
+went wrong and where, and how to fix it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ import importlib
 import os
 import pkgutil
 import traceback
-from importlib.metadata import entry_points
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, entry_points
 
 from segmodels.registry import PluginError
 
-_GROUPS = ("segmodels.architectures", "segmodels.backbones")
+_GROUPS = ("segmodels.architectures", "segmodels.backbones", "segmodels.classical")
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
+# Frames that are never the plugin's own line: this package's, importlib's (import_module, entry
+# point loading) and the frozen import machinery's ("<frozen importlib._bootstrap>").
+_NOT_THE_PLUGIN = (_PACKAGE, os.path.dirname(os.path.abspath(importlib.__file__)), "<")
+_PLUGINS_FIX = "Fix the plugin, or leave it out of $SEGMODELS_PLUGINS"
 _done = False
 
 
@@ -31,6 +40,29 @@ def _import_package_modules(package_name: str) -> None:
             importlib.import_module(f"{package_name}.{module.name}")
 
 
+def _load(module: str, load: Callable[[], object], where: str, fix: str, missing: Callable[[Exception], str]) -> None:
+    """Runs ``load`` (the import of the plugin ``module``); whatever it raises becomes one line.
+
+    Args:
+        module: The plugin's module name.
+        load: Imports it.
+        where: Where it was named, e.g. ``"named in $SEGMODELS_PLUGINS"``.
+        fix: What to do about a plugin that raised.
+        missing: The message for a plugin module that does not exist, from the error.
+    """
+    try:
+        load()
+    except ModuleNotFoundError as error:
+        # The plugin itself (or a package it lives in) is missing only when the missing name is
+        # it or one of its parents; any other missing module is one the plugin imports.
+        gone = error.name
+        if gone is None or not (module == gone or module.startswith(gone + ".")):
+            raise _failed(module, where, error, fix) from error
+        raise PluginError(missing(error)) from error
+    except Exception as error:  # noqa: BLE001 - whatever a plugin raises, it is said in one line
+        raise _failed(module, where, error, fix) from error
+
+
 def load_plugins(modules: str | None = None) -> None:
     """Imports the modules named (comma-separated), e.g. ``"my_models.pspnet"``.
 
@@ -38,31 +70,36 @@ def load_plugins(modules: str | None = None) -> None:
         PluginError: one line naming the plugin, what went wrong and where, and the fix.
     """
     for name in filter(None, (m.strip() for m in (modules or "").split(","))):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            # The plugin itself (or a package it lives in) is missing only when the missing name is
-            # it or one of its parents; any other missing module is one the plugin imports.
-            missing = error.name
-            if missing is None or not (name == missing or name.startswith(missing + ".")):
-                raise _failed(name, "named in $SEGMODELS_PLUGINS", error) from error
-            raise PluginError(
+        _load(
+            name, lambda: importlib.import_module(name), "named in $SEGMODELS_PLUGINS", _PLUGINS_FIX,
+            lambda error: (
                 f"Could not import model plugin {name!r} (named in $SEGMODELS_PLUGINS or passed to "
                 f"segmodels.load_plugins): {error}. Is its folder on PYTHONPATH?"
-            ) from error
-        except Exception as error:  # noqa: BLE001 - whatever a plugin raises, it is said in one line
-            raise _failed(name, "named in $SEGMODELS_PLUGINS", error) from error
+            ),
+        )
 
 
-def _failed(name: str, where: str, error: BaseException) -> PluginError:
+def _load_entry_point(entry: EntryPoint, group: str) -> None:
+    dist = getattr(entry.dist, "name", None)
+    package = f"the package {dist!r}" if dist else "the package that declares it"
+    where = f"entry point {entry.name!r} of {group}" + (f", declared by {dist!r}" if dist else "")
+    _load(
+        entry.module, entry.load, where, f"Fix the plugin, or uninstall {package}",
+        lambda error: (
+            f"Could not import model plugin {entry.module!r} ({where}): {error}. The entry point names a module "
+            f"that is not installed: reinstall {package}, or uninstall it"
+        ),
+    )
+
+
+def _failed(name: str, where: str, error: BaseException, fix: str) -> PluginError:
     """The one-line error of a plugin whose import raised: what, at which line of the plugin."""
     # The innermost line of the plugin's own code: not the registry's, not importlib's.
     frames = traceback.extract_tb(error.__traceback__)
-    ours = (_PACKAGE, "<")
-    at = next((f" at {f.filename}:{f.lineno}" for f in reversed(frames) if not f.filename.startswith(ours)), "")
+    plugin = [f for f in frames if not f.filename.startswith(_NOT_THE_PLUGIN)]
+    at = f" at {plugin[-1].filename}:{plugin[-1].lineno}" if plugin else ""
     return PluginError(
-        f"model plugin {name!r} ({where}) failed to load{at}: {type(error).__name__}: {str(error).rstrip('.')}. "
-        "Fix the plugin, or leave it out of $SEGMODELS_PLUGINS"
+        f"model plugin {name!r} ({where}) failed to load{at}: {type(error).__name__}: {str(error).rstrip('.')}. {fix}"
     )
 
 
@@ -75,14 +112,14 @@ def discover() -> None:
     _import_package_modules("segmodels.architectures")
     for group in _GROUPS:
         for entry in entry_points(group=group):
-            try:
-                entry.load()
-            except Exception as error:  # noqa: BLE001 - a broken installed plugin is said in one line
-                raise _failed(entry.value, f"entry point {entry.name!r} of {group}", error) from error
+            _load_entry_point(entry, group)
     load_plugins(os.environ.get("SEGMODELS_PLUGINS"))
 
 
 def load_classical() -> None:
-    """Registers the classical methods. They need the [classical] extra (scikit-image), so the
-    networks never import them: only a lookup of a classical method does."""
+    """Registers the classical methods: the built-in ones, then the plugins' (the same discovery as
+    the networks', which is where a plugin's ``register_classical`` runs). They need the [classical]
+    extra (scikit-image), so the networks never import them: only a lookup of a classical method does."""
     import segmodels.classical  # noqa: F401 - lazy: keeps scikit-image optional for the networks
+
+    discover()

@@ -7,17 +7,23 @@ an unknown name is an error that lists the known names and suggests the nearest
 An entry carries what a harness needs to know of a model besides how to build it: a cost hint
 for the benchmark's run-time and memory estimate (:class:`ArchitectureCost`, :class:`BackboneCost`).
 A model that gives none gets the defaults, so adding a model stays one file with one decorator.
-The citation of a built-in model is its module's docstring; an architecture may also give a short
-one, ``paper=``, kept on its entry (plugins written against the first release do).
+An architecture also gives a short citation, ``paper=`` (the one of its module's docstring), which
+the leaderboard shows beside the architectures it ranks.
+
+The decorators, the cost hints and :class:`segmodels.backbones.base.Encoder` are the plugin API
+(README, "The plugin API"): a parameter renamed or removed later keeps working for one release, with
+a warning that says what to write instead (:func:`deprecated_keywords`).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 #: The architecture part of every classical model id: ``classical-<method>``.
 CLASSICAL_ARCHITECTURE = "classical"
@@ -108,7 +114,7 @@ class ArchitectureEntry:
             asked for 16 dilates its last stage (DeepLabV3).
         cost: Hints for the benchmark's run-time and memory estimate.
         paper: Short citation, e.g. ``"Long et al., CVPR 2015, arXiv:1411.4038"``; ``""`` where
-            the module's docstring is the only one.
+            the architecture gave none.
     """
 
     name: str
@@ -165,6 +171,64 @@ def _check_new(kind: str, name: str, table: dict[str, Any]) -> None:
         raise ValueError(f"{kind} {name!r} is already registered; pick another name.")
 
 
+# === Deprecation ===
+# The plugin API's promise: a plugin written against one release loads in the next. A parameter of
+# a decorator that is renamed or removed goes out of the signature and into `deprecated_keywords`,
+# which keeps accepting it, with a warning, until the release it names.
+
+
+class PluginAPIDeprecationWarning(DeprecationWarning):
+    """A plugin passes a parameter of the plugin API that a later release removes.
+
+    A DeprecationWarning, so that a test suite that turns those into errors sees it; a class of
+    its own, so that ``python -m bench`` can show it (Python hides DeprecationWarnings raised
+    outside ``__main__``, and a plugin is never ``__main__``).
+    """
+
+
+def deprecated_keywords(**old: tuple[str | None, str]) -> Callable[[F], F]:
+    """Lets a function of the plugin API take keyword arguments it no longer has, for one release.
+
+    ``@deprecated_keywords(paper_ref=("paper", "0.3.0"))`` on :func:`register_architecture` would
+    pass ``paper_ref=x`` on as ``paper=x``, with a :class:`PluginAPIDeprecationWarning` at the
+    caller's line naming the replacement and the release that removes ``paper_ref``; a ``None``
+    replacement drops the keyword (a parameter removed with nothing in its place) with the same
+    warning. Passing both the old keyword and its replacement is a ``TypeError``.
+
+    Args:
+        **old: ``old_keyword=(new_keyword or None, the release that removes old_keyword)``.
+    """
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def accepting_old_keywords(*args: Any, **kwargs: Any) -> Any:
+            for keyword, (new, removed_in) in old.items():
+                if keyword not in kwargs:
+                    continue
+                value = kwargs.pop(keyword)
+                if new is None:
+                    advice = "it has no effect any more: leave it out"
+                elif new in kwargs:
+                    raise TypeError(
+                        f"{function.__name__}() got {keyword}= and {new}=; {keyword}= is the old name of {new}=: "
+                        f"pass {new}= only."
+                    )
+                else:
+                    kwargs[new] = value
+                    advice = f"use {new}= instead"
+                warnings.warn(
+                    f"{function.__name__}({keyword}=...) is deprecated; {advice}. {keyword}= is removed in "
+                    f"segbench {removed_in}.",
+                    PluginAPIDeprecationWarning,
+                    stacklevel=2,
+                )
+            return function(*args, **kwargs)
+
+        return cast(F, accepting_old_keywords)
+
+    return decorate
+
+
 # === Registration ===
 
 
@@ -177,7 +241,8 @@ def register_architecture(
         name: Lowercase registry key, e.g. ``"fcn8s"``.
         output_stride: 32, or 16 for architectures that want a dilated last stage.
         cost: Cost hints for the benchmark's estimate; ``None`` for the defaults.
-        paper: Short citation, e.g. ``"Long et al., CVPR 2015, arXiv:1411.4038"``.
+        paper: Short citation, e.g. ``"Long et al., CVPR 2015, arXiv:1411.4038"``; the leaderboard
+            cites it for every ranked model of the architecture.
     """
     if output_stride not in (16, 32):
         raise ValueError(f"output_stride must be 16 or 32, got {output_stride}.")

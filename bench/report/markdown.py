@@ -15,6 +15,7 @@ from bench.report import statistics as ev
 from bench.report import tables
 from bench.report.comparable import Selection
 from bench.report.load import Results, as_bool
+from bench.report.papers import papers_section
 from bench.report.provenance import environment_table, is_synthetic, shared_and_varying, stored_value, stored_values
 from bench.report.sections import (
     COSTS,
@@ -232,6 +233,7 @@ def build_markdown(page: Page) -> str:
         parts += ["What varies between the ranked runs (runs per value):", "",
                   tables.render_rows([[tables.escape_cell(k), tables.escape_cell(v)] for k, v in varying],
                                      ["Field", "Values"], ["left", "left"]), ""]
+    parts += papers_section(table)
     parts += [
         "## At a glance",
         "",

@@ -45,7 +45,10 @@ def aspp(x: Any, filters: int = ASPP_FILTERS, rates: tuple[int, ...] = ASPP_RATE
 
 
 # Training cost relative to U-Net, measured on `--profile quick` runs (see ArchitectureCost).
-@register_architecture("deeplabv3", output_stride=16, cost=ArchitectureCost(relative_train_cost=2.5))
+@register_architecture(
+    "deeplabv3", output_stride=16, cost=ArchitectureCost(relative_train_cost=2.5),
+    paper="Chen, Papandreou, Schroff & Adam, 2017, arXiv:1706.05587",
+)
 def deeplabv3(encoder: Encoder, num_classes: int) -> keras.Model:
     # === Encoder (dilated, output stride 16) ===
     inputs = encoder.new_input()

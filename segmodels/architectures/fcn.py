@@ -28,6 +28,7 @@ from segmodels.registry import ArchitectureCost, register_architecture
 # updating take time of their own (measured: FCN-ResNet50 ~95 s a quick run) and whose parameters
 # set the peak memory at any image size.
 _COST = ArchitectureCost(relative_train_cost=1.3, heavy_head=True)
+PAPER = "Long, Shelhamer & Darrell, CVPR 2015, arXiv:1411.4038"
 
 
 @keras.saving.register_keras_serializable(package="segmodels")
@@ -88,16 +89,16 @@ def build_fcn(encoder: Encoder, num_classes: int, fuse_strides: tuple[int, ...],
     return keras.Model(inputs, logits)
 
 
-@register_architecture("fcn32s", cost=_COST)
+@register_architecture("fcn32s", cost=_COST, paper=PAPER)
 def fcn32s(encoder: Encoder, num_classes: int, **kwargs: Any) -> keras.Model:
     return build_fcn(encoder, num_classes, fuse_strides=(), **kwargs)
 
 
-@register_architecture("fcn16s", cost=_COST)
+@register_architecture("fcn16s", cost=_COST, paper=PAPER)
 def fcn16s(encoder: Encoder, num_classes: int, **kwargs: Any) -> keras.Model:
     return build_fcn(encoder, num_classes, fuse_strides=(16,), **kwargs)
 
 
-@register_architecture("fcn8s", cost=_COST)
+@register_architecture("fcn8s", cost=_COST, paper=PAPER)
 def fcn8s(encoder: Encoder, num_classes: int, **kwargs: Any) -> keras.Model:
     return build_fcn(encoder, num_classes, fuse_strides=(16, 8), **kwargs)

@@ -36,7 +36,10 @@ def _head_stage(x: Any, upsamplings: int, name: str, filters: int = 128) -> Any:
     return x
 
 
-@register_architecture("fpn", cost=ArchitectureCost(relative_train_cost=0.8))
+@register_architecture(
+    "fpn", cost=ArchitectureCost(relative_train_cost=0.8),
+    paper="Kirillov, Girshick, He & Dollar, CVPR 2019, arXiv:1901.02446",
+)
 def fpn(encoder: Encoder, num_classes: int, pyramid_filters: int = 256) -> keras.Model:
     # === Encoder ===
     inputs = encoder.new_input()

@@ -82,12 +82,14 @@ def build_segnet(encoder: Encoder, num_classes: int, dropout: float = 0.0) -> ke
 _COST = ArchitectureCost(relative_train_cost=3.0)
 
 
-@register_architecture("segnet", cost=_COST)
+@register_architecture("segnet", cost=_COST, paper="Badrinarayanan, Kendall & Cipolla, TPAMI 2017, arXiv:1511.00561")
 def segnet(encoder: Encoder, num_classes: int) -> keras.Model:
     return build_segnet(encoder, num_classes)
 
 
-@register_architecture("bayesian_segnet", cost=_COST)
+@register_architecture(
+    "bayesian_segnet", cost=_COST, paper="Kendall, Badrinarayanan & Cipolla, BMVC 2017, arXiv:1511.02680"
+)
 def bayesian_segnet(encoder: Encoder, num_classes: int, dropout: float = 0.5) -> keras.Model:
     return build_segnet(encoder, num_classes, dropout=dropout)
 

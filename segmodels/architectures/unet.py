@@ -43,7 +43,9 @@ def upsample(filters: int, size: int, name: str, dropout: float = 0.0) -> keras.
 
 
 # The unit of the cost hints: every architecture's training cost is relative to U-Net's.
-@register_architecture("unet", cost=ArchitectureCost(relative_train_cost=1.0))
+@register_architecture(
+    "unet", cost=ArchitectureCost(relative_train_cost=1.0), paper="Ronneberger et al., MICCAI 2015, arXiv:1505.04597"
+)
 def unet(encoder: Encoder, num_classes: int) -> keras.Model:
     # === Encoder ===
     inputs = encoder.new_input()

@@ -183,7 +183,24 @@ def test_a_plugin_of_the_first_release_registers_with_its_paper(tmp_path: Path, 
     finally:
         registry._unregister(["linknet"])
         sys.modules.pop("first_release_linknet", None)
-    assert registry.get_architecture("unet").paper == ""  # the built-ins cite in their docstrings
+
+
+BUILT_IN = [n for n in segmodels.list_architectures()
+            if registry.get_architecture(n).build.__module__.startswith("segmodels.architectures.")]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_built_in_architecture_cites_the_paper_of_its_docstring(name: str) -> None:
+    """The leaderboard cites ``paper=``; the module docstring is where the citation was first written."""
+    import importlib
+
+    entry = registry.get_architecture(name)
+    docstring = importlib.import_module(entry.build.__module__).__doc__ or ""
+    arxiv = re.search(r"arXiv:\d{4}\.\d{4,5}$", entry.paper)
+    assert arxiv, entry.paper
+    cited = " ".join(docstring.split())
+    first_author = entry.paper.split(",")[0].split(" ")[0]
+    assert arxiv.group() in cited and first_author in cited, (name, entry.paper, cited[:300])
 
 
 BROKEN_PLUGINS = {
