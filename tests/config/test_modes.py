@@ -29,7 +29,7 @@ from bench.measure.timing import (
 )
 from bench.measure.train import BoundaryCallbacks, NaNGuard, StepTimer, compile_model, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def test_jobs_and_replicas_in_the_run_identity() -> None:
     )
     # Runs stored before these fields existed (and before the seed list left the identity) are
     # still found by their identity, under the ids they were stored with.
-    reference = Path(__file__).resolve().parents[1] / "results" / "quick"
+    reference = Path(__file__).resolve().parents[2] / "results" / "quick"
     stored = ResultsStore(reference).records_by_identity()
     for config in sorted((reference / "runs").glob("*/config.json"))[:5]:
         assert stored[RunConfig.from_json(config.read_text()).config_hash]["run_id"] == config.parent.name

@@ -259,7 +259,7 @@ def test_disk_full_stops_the_sweep_with_a_message_and_a_consistent_store(tmp_pat
 def test_a_fresh_clone_without_the_sample_keeps_git_status_clean(tmp_path: Path) -> None:
     """The issue's first command: in a fresh clone with no real photos beside it, a sweep of one
     cheap model writes where git ignores it and leaves the committed reference alone."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     if not (repo / ".git").exists():
         pytest.skip("not a git checkout")
     clone = tmp_path / "clone"  # nothing named shared/ beside it

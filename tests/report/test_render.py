@@ -695,7 +695,7 @@ def test_no_provenance_cell_is_over_120_characters(tmp_path: Path, rendered_evid
 
 
 def test_the_gallery_stops_at_the_top_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench import report
+    from bench.report import render as report
 
     monkeypatch.setattr(report, "GALLERY_MODELS", 2)
     shown = []

@@ -230,7 +230,7 @@ def test_a_broken_plugin_is_one_line_naming_its_file_and_the_fix(kind: str, tmp_
 
 def test_a_broken_plugin_stops_the_command_line_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "broken_plugin_cli.py").write_text('raise RuntimeError("boom")\n')
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "SEGMODELS_PLUGINS": "broken_plugin_cli", "PYTHONPATH": os.pathsep.join([str(repo), str(tmp_path)])}
     done = subprocess.run(
         [sys.executable, "-m", "bench", "list", "--profile", "smoke", "--arch", "unet", "--out", str(tmp_path / "r")],

@@ -115,7 +115,7 @@ def test_runs_replaced_by_a_file_is_refused_in_one_line(results: Path, command: 
 def test_a_sweep_inside_the_committed_reference_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reference = tmp_path / "results" / "quick"  # a copy: a failing check must not write into the checkout
     reference.mkdir(parents=True)
-    committed = Path(__file__).resolve().parents[1] / "results" / "quick" / "context.json"
+    committed = Path(__file__).resolve().parents[2] / "results" / "quick" / "context.json"
     (reference / "context.json").write_bytes(committed.read_bytes())
     assert main(["run", *SWEEP, "--out", str(reference / "sub"), "--no-report"]) == 2
     err = capsys.readouterr().err

@@ -167,7 +167,7 @@ def test_a_folder_of_another_context_or_the_reference_is_refused_with_the_way_ou
     smoke_epochs = PROFILES["smoke"].epochs
     assert f"profile.epochs: {smoke_epochs} there, {smoke_epochs + 2} now" in message
     assert f"--out {tmp_path / ('quick-' + synthetic_id)}" in message
-    reference = Path(__file__).resolve().parents[1] / "results" / "quick"
+    reference = Path(__file__).resolve().parents[2] / "results" / "quick"
     with pytest.raises(FolderNotOwnedError, match="committed reference"):
         ResultsStore(reference).claim(real, real_id)
 
@@ -388,7 +388,7 @@ def test_a_run_inside_another_results_folder_is_refused(tmp_path: Path) -> None:
     # A copy of the committed reference: a failing check must not write into the checkout.
     reference = tmp_path / "results" / "quick"
     reference.mkdir(parents=True)
-    committed = Path(__file__).resolve().parents[1] / "results" / "quick" / "context.json"
+    committed = Path(__file__).resolve().parents[2] / "results" / "quick" / "context.json"
     (reference / "context.json").write_bytes(committed.read_bytes())
     with pytest.raises(FolderNotOwnedError, match="is inside .*results/quick, the committed reference"):
         ResultsStore(reference / "sub").claim(context, cid)

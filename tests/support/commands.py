@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 PLUGIN_SOURCE = '''
 """Tiny architectures for the harness tests (they ignore the backbone's features)."""
