@@ -1,5 +1,5 @@
-"""Sessions: `nox -s bench` runs the benchmark, `nox -s tests` the test suite, `nox -s gpu` the
-accelerator check (a short matrix of precision and XLA modes; fails loudly).
+"""Sessions: `nox -s bench` runs the benchmark, `nox -s tests` the test suite, `nox -s lint` ruff,
+`nox -s gpu` the accelerator check (a short matrix of precision and XLA modes; fails loudly).
 
 Arguments after `--` pass through: `nox -s bench -- --profile smoke --arch 'unet*'`.
 """
@@ -44,6 +44,14 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository, with the rules pyproject.toml lists (the ones the code follows)."""
+    # Pinned to one minor release: a new ruff may add checks to a selected rule family.
+    session.install("ruff>=0.17,<0.18")
+    session.run("ruff", "check", *(session.posargs or ["."]))
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The default: the quick profile's ranking, then the costs of every pair (its companion,
     `costs`), each with its leaderboard; with arguments after `--`, exactly the sweep they name
@@ -76,7 +84,7 @@ def perf(session: nox.Session) -> None:
 
 @nox.session
 def gpu(session: nox.Session) -> None:
-    """The accelerator check (issue #13): every precision x XLA mode on a short schedule, through the CLI.
+    """The accelerator check: every precision x XLA mode on a short schedule, through the CLI.
 
     Prints images/s per model and mode and the mIoU parity table; exits non-zero on any failed run,
     any run that fell back from the mode asked for, or parity outside the tolerance; exits 3 where

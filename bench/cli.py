@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench.arguments import UsageError, build_parser
-from bench.execute.executor import EXIT_INTERRUPTED
 from bench.config.profiles import PROFILES, Profile, ProfileError
+from bench.execute.executor import EXIT_INTERRUPTED
 
 #: Where the committed reference results live (``results/<profile>``): read-only for sweeps.
 REFERENCE_RESULTS = Path("results")
@@ -309,13 +309,13 @@ def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.execute.ray import RayExecutorError
+    from bench.execute.sweep import sweep
     from bench.measure import envinfo
     from bench.measure.build import imagenet_weights_available
     from bench.plan.estimate import describe_estimate, estimates
-    from bench.execute.ray import RayExecutorError
     from bench.plan.matrix import status
     from bench.store.results import FolderNotOwnedError, StoreWriteError, SweepLockedError
-    from bench.execute.sweep import sweep
 
     profile, data, store, out, runs = _prepare(args)
     (context_id,) = {cfg.context_id for cfg in runs}  # one sweep, one comparison context

@@ -71,8 +71,8 @@ def load_plugins(modules: str | None = None) -> None:
     """
     for name in filter(None, (m.strip() for m in (modules or "").split(","))):
         _load(
-            name, lambda: importlib.import_module(name), "named in $SEGMODELS_PLUGINS", _PLUGINS_FIX,
-            lambda error: (
+            name, lambda name=name: importlib.import_module(name), "named in $SEGMODELS_PLUGINS", _PLUGINS_FIX,
+            lambda error, name=name: (
                 f"Could not import model plugin {name!r} (named in $SEGMODELS_PLUGINS or passed to "
                 f"segmodels.load_plugins): {error}. Is its folder on PYTHONPATH?"
             ),

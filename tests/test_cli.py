@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.support.commands import bench_cli
 
 from bench.arguments import parse_seeds
 from bench.cli import main
+from tests.support.commands import bench_cli
 
 BAD = [
     (["run", "--profile", "quik"], "unknown profile 'quik'. Did you mean 'quick'?"),

@@ -143,3 +143,13 @@ def test_no_import_circles():
 def test_no_arrow_runs_back_up_the_path_of_a_run(module: str):
     upward = sorted(t for t in GRAPH[module] if _layer(t) > _layer(module))
     assert upward == [], f"{module} imports a later stage: {upward}"
+
+
+def test_no_two_modules_share_a_name() -> None:
+    """A module's name says its job, so two modules of one name would be two jobs under one name
+    (``report/classical.py`` beside ``segmodels/classical.py`` was one)."""
+    by_name: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        if path.name not in {"__init__.py", "__main__.py"}:
+            by_name.setdefault(path.stem, []).append(module)
+    assert {name: found for name, found in by_name.items() if len(found) > 1} == {}

@@ -8,7 +8,8 @@ or a fallback). ``--fast`` picks the fastest combination for the sweep's device
 (:func:`fast_settings`).
 
 Why ``xla=auto`` is off on CPUs: on the 2-core reference machine XLA made U-Net MobileNetV2's
-training 3.2x slower through the harness (5.7x in a bare ``model.fit``, issue #13). Why it is off under op determinism: Keras 3 compiles nothing
+training 3.2x slower through the harness (5.7x in a bare ``model.fit``).
+Why it is off under op determinism: Keras 3 compiles nothing
 with XLA while TensorFlow's op determinism is on (``model_supports_jit`` in
 keras/src/trainers/trainer.py), so ``xla=on`` with determinism is refused before a run starts.
 """

@@ -224,7 +224,7 @@ def profile_problem(p: Profile) -> str | None:
 
 
 def _speed_mode_problem(p: Profile) -> str | None:
-    """Combinations of precision, XLA and determinism that cannot run as asked (issue #13)."""
+    """Combinations of precision, XLA and determinism that cannot run as asked, refused before a run starts."""
 
     if p.precision not in PRECISIONS:
         return f"--precision must be one of {', '.join(PRECISIONS)}, got {p.precision!r}"

@@ -11,8 +11,8 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from bench.config.profiles import Profile, TimingSpec
@@ -193,7 +193,8 @@ _EVALUATION_ONLY = frozenset(
 #: The speed mode (bench.config.modes): a classical segmenter computes in NumPy, in float32, without XLA.
 _NETWORK_ONLY = frozenset({"profile.precision", "profile.xla", "profile.deterministic"})
 
-#: Monte-Carlo dropout (issue #12): in the identity of the runs it evaluates only (as T).
+#: Monte-Carlo dropout: in the identity of the runs it evaluates only (as T), since the other runs
+#: measure the same deterministic network with or without it.
 _MC_FIELDS = frozenset({"profile.mc_samples", "profile.mc_models"})
 
 #: Profile fields that do not change what a run measures, so runs differing in them compare. The
@@ -227,7 +228,7 @@ def _digest(fields: dict[str, Any], length: int) -> str:
 #: RunConfig fields added after the first stored results, with the default they had implicitly.
 ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "replicas": 1,
-    # Issue #13. Every run stored before ran in float32 with op determinism on, and so without XLA
+    # Speed modes. Every run stored before them ran in float32 with op determinism on, and so without XLA
     # on every device (Keras turns XLA off under op determinism), which is what ``xla="auto"``
     # resolves to whenever determinism is on: the defaults reproduce those runs exactly.
     "profile.precision": "float32",
@@ -235,7 +236,7 @@ ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "profile.deterministic": True,
     # Throughput at several batch sizes adds metrics only; a stored run is not redone for them.
     "profile.timing.throughput_batches": "1,8,32",
-    # Issue #12: no Monte-Carlo dropout, as every run stored before (see RunConfig.identity).
+    # No Monte-Carlo dropout, as every run stored before it existed (see RunConfig.identity).
     "profile.mc_samples": 0,
     "profile.mc_models": "",
     # Validation, early stopping and cost runs: none of them, as every run stored before.

@@ -1,7 +1,7 @@
 """Segmentation quality, calibration and uncertainty: the metric rows a run stores.
 
 The classic metrics (:func:`scores`) come from one confusion matrix accumulated over the whole test
-split. The evidence metrics (issue #12) come from the per-image evidence a run stores
+split. The evidence metrics come from the per-image evidence a run stores
 (``evidence.npz``, :mod:`bench.evidence.ops`): the runner turns it into metric rows with
 :func:`evidence_metrics`, one set of rows per metric declared in :mod:`bench.evidence.declarations`
 (whose computations are :mod:`bench.evidence.quality`'s, re-exported here) plus the run-level

@@ -1,4 +1,4 @@
-"""Per-image evidence measured on the device during evaluation (issue #12).
+"""Per-image evidence measured on the device during evaluation, so that no logit or mask crosses to the host.
 
 Every function here is TensorFlow ops on one batch: masks ``(N, H, W)`` (or ``(N, H, W, 1)``) of
 class ids and logits ``(N, H, W, C)``. Only small per-image arrays (at most a few hundred numbers
@@ -59,6 +59,7 @@ from bench.evidence.npz import (  # noqa: F401 (the stored format, re-exported w
     save_evidence,
 )
 from segmodels.trimap import BORDER, PET
+
 #: Boundary IoU's band width as a fraction of the image diagonal (the paper's d = 2%).
 BOUNDARY_RATIO = 0.02
 #: Predictive-entropy histograms have ENTROPY_BINS equal bins over [0, log(NUM_CLASSES)] nats.

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.config.run_config import RunConfig
-from bench.plan.estimate import peak_memory_mb
 from bench.execute.process import POLL_S, WorkerExit, exit_record, run_worker
+from bench.plan.estimate import peak_memory_mb
 from bench.store.record import finalize
 from bench.store.results import ResultsStore
 

@@ -31,8 +31,8 @@ from typing import Any
 import bench
 import segmodels
 from bench.config.run_config import RunConfig
-from bench.plan.estimate import peak_memory_mb
 from bench.execute.process import WorkerExit, exit_record, run_worker
+from bench.plan.estimate import peak_memory_mb
 from bench.store.record import failed_record, finalize, one_line
 from bench.store.results import ResultsStore
 

@@ -17,9 +17,9 @@ from typing import Any, TextIO
 
 from bench.clock import format_duration
 from bench.config.run_config import RunConfig
-from bench.plan.estimate import Estimate
 from bench.execute.executor import Executor, SweepInterrupted
 from bench.execute.local import LocalExecutor
+from bench.plan.estimate import Estimate
 from bench.store.results import ResultsStore, StoreWriteError
 
 

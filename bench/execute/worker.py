@@ -10,6 +10,7 @@ signal (out of memory) is recorded by the process that started the worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -37,10 +38,9 @@ def _watch_parent() -> None:
         import ctypes
         import signal
 
-        try:  # PR_SET_PDEATHSIG = 1: the kernel kills us the moment the parent dies
+        # PR_SET_PDEATHSIG = 1: the kernel kills us the moment the parent dies (where libc has prctl)
+        with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
         if os.getppid() != parent:
             os._exit(EXIT_CRASH)
 

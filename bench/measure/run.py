@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.measure.build import build_model
 from bench.config.run_config import CLASS_NAMES, CLASSICAL, RunConfig, steps_per_epoch
+from bench.measure.build import build_model
 from bench.measure.devices import peak_rss_mb, replica_strategy, split_cpu, virtual_devices
 from bench.store.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU, Metrics
 from bench.store.results import EVIDENCE, PREDICTIONS
@@ -102,11 +102,11 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
     import keras
     import tensorflow as tf
 
-    from bench.measure import envinfo
+    from bench.config.modes import apply_mode
     from bench.data import load_pets, test_batches, train_batches
     from bench.data.split import carve, choose_validation
+    from bench.measure import envinfo
     from bench.measure.flops import flops_per_image
-    from bench.config.modes import apply_mode
     from bench.measure.precise_bn import recompute_batchnorm_statistics
     from bench.measure.timing import (
         example_batch,
@@ -294,8 +294,8 @@ def evaluate_on_test(
     run has it, and the gallery (``predictions.npz``); returns the Monte-Carlo predict function or
     ``None``."""
     from bench.data import test_batches
-    from bench.evidence.ops import boundary_width, save_evidence
     from bench.evidence.metrics import evidence_metrics, scores
+    from bench.evidence.ops import boundary_width, save_evidence
     from bench.measure.timing import make_mc_predict_fn, make_mc_sample_fn
     from segmodels.architectures.segnet import dropout_layers
 

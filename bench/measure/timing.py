@@ -136,10 +136,10 @@ def time_calls(fn: Callable[[], Any], spec: TimingSpec) -> list[float]:
         durations.append(time.perf_counter() - t0)
         elapsed = time.perf_counter() - start
         enough = len(durations) >= spec.min_calls and elapsed >= spec.min_seconds
-        if enough or len(durations) >= spec.max_calls or elapsed >= spec.max_seconds:
-            # The minimum call count wins over max_seconds: percentiles of 3 calls mean little.
-            if len(durations) >= min(spec.min_calls, spec.max_calls):
-                return durations
+        stop = enough or len(durations) >= spec.max_calls or elapsed >= spec.max_seconds
+        # The minimum call count wins over max_seconds: percentiles of 3 calls mean little.
+        if stop and len(durations) >= min(spec.min_calls, spec.max_calls):
+            return durations
 
 
 def measure_latency(predict: PredictFn, image: Any, spec: TimingSpec) -> LatencyStats:
@@ -159,7 +159,7 @@ def measure_throughput(predict: PredictFn, batch: Any, spec: TimingSpec) -> floa
     return int(batch.shape[0]) / seconds
 
 
-# === Throughput at several batch sizes (issue #13) ===
+# === Throughput at several batch sizes: where batching stops paying ===
 
 #: The largest-batch search on a GPU stops here (a larger batch says nothing more to a user);
 #: ``$SEGBENCH_MAX_BATCH`` lowers it (the GPU check does, to fit its time), and the record's

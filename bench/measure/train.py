@@ -41,8 +41,8 @@ from typing import Any
 
 import keras
 
-from bench.store.results import HISTORY_COLUMNS
 from bench.measure.validation import MONITOR, Validation
+from bench.store.results import HISTORY_COLUMNS
 
 #: Batch-end hooks (and so host syncs) every this many steps, besides each epoch's first and last.
 CHECK_EVERY = 16

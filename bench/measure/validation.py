@@ -27,8 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from bench.config.run_config import NUM_CLASSES
-from bench.evidence.ops import confusion_counts
 from bench.evidence.metrics import miou_of
+from bench.evidence.ops import confusion_counts
 from bench.measure.precise_bn import PreciseBN
 
 #: The logs early stopping monitors.

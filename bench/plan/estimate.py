@@ -29,8 +29,8 @@ from segmodels.registry import (
 )
 
 if TYPE_CHECKING:
-    from bench.plan.matrix import DataChoice
     from bench.config.profiles import Profile
+    from bench.plan.matrix import DataChoice
     from bench.store.results import ResultsStore
 
 INFERENCE_SPEEDUP = 3.0  # a forward pass costs about a third of a training step

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import segmodels
-from bench.config.run_config import CLASSICAL, RunConfig, matches_model
 from bench.config.profiles import Profile
+from bench.config.run_config import CLASSICAL, RunConfig, matches_model
 from bench.store.results import ResultsStore
 
 

@@ -22,11 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from bench.config.run_config import RunConfig
 from bench.config.profiles import PROFILES
+from bench.config.run_config import RunConfig, record_context_id
 from bench.report.load import Results, as_bool
 from bench.report.summary import current_runs
-from bench.config.run_config import record_context_id
 from bench.store.results import CONTEXT_JSON
 
 #: Cost metrics that are not ``latency_*`` or ``*_time_s``: they depend on the device that measured them.

@@ -81,7 +81,7 @@ def _place_labels(ax, xs: np.ndarray, ys: np.ndarray, labels: list[str], fontsiz
         placed.append((x0, y, x0 + width, y + height))
         ax.annotate(labels[i], (xs[i], ys[i]), xytext=(6 * 72 / DPI, (y - points[i, 1]) * 72 / DPI),
                     textcoords="offset points", fontsize=fontsize, va="bottom", ha="left",
-                    arrowprops=dict(arrowstyle="-", lw=0.5, color="0.5") if abs(y - y0) > 1 else None)
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if abs(y - y0) > 1 else None)
 
 
 def _scatter_size(n_points: int) -> tuple[float, float]:

@@ -16,7 +16,15 @@ import pandas as pd
 from bench.evidence.npz import load_evidence
 
 # The file names and key columns are the store's: one definition of the layout for writer and reader.
-from bench.store.results import CONTEXT_JSON, ENVIRONMENT_JSON, HISTORY_COLUMNS, HISTORY_CSV, METRICS_CSV, RUN_KEY, RUNS_CSV
+from bench.store.results import (
+    CONTEXT_JSON,
+    ENVIRONMENT_JSON,
+    HISTORY_COLUMNS,
+    HISTORY_CSV,
+    METRICS_CSV,
+    RUN_KEY,
+    RUNS_CSV,
+)
 from bench.store.results import EVIDENCE as EVIDENCE_NPZ
 from bench.store.results import PREDICTIONS as PREDICTIONS_NPZ
 from bench.store.results import RECORD as RECORD_JSON

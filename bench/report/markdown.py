@@ -1,6 +1,6 @@
 """Assemble leaderboard.md: the warnings and "At a glance" that open it, the main table with its
 caption, then the sections (:mod:`bench.report.sections`), the provenance
-(:mod:`bench.report.provenance`) and the figures with their captions.
+(:mod:`bench.report.conditions`) and the figures with their captions.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pandas as pd
 from bench.report import statistics as ev
 from bench.report import tables
 from bench.report.comparable import Selection
+from bench.report.conditions import environment_table, is_synthetic, shared_and_varying, stored_value, stored_values
 from bench.report.load import Results, as_bool
 from bench.report.papers import papers_section
-from bench.report.provenance import environment_table, is_synthetic, shared_and_varying, stored_value, stored_values
 from bench.report.sections import (
     COSTS,
     NOT_RANKED,
@@ -179,7 +179,7 @@ class Page:
             latency front (:func:`bench.report.summary.pareto_front`).
         figures: The figures of the "Figures" section, in order.
         after_costs: The sections placed after "Costs": the "Edge-based vs region-based" lines
-            (bench.report.classical, absent when no classical run is stored), training, and the
+            (bench.report.edge_vs_region, absent when no classical run is stored), training, and the
             networks only costed (bench.report.training).
         selection: What was left out of the ranking (bench.report.comparable): runs of other
             contexts, costs of other devices.

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.report import classical, comparable, figures, training
+from bench.report import comparable, edge_vs_region, figures, training
 from bench.report.load import Predictions, Results, ResultsNotFoundError, load_results
 from bench.report.markdown import LEADING, Page, build_markdown
 from bench.report.sections import FigureEntry
@@ -204,7 +204,7 @@ def render_report(results_dir: Path) -> Path:
             if uncertain else "")
          + (f"; no stored predictions for {', '.join(no_gallery)}." if no_gallery else ".")),
     ]
-    comparison = classical.compare(table, classical.method_families(results, runs))
+    comparison = edge_vs_region.compare(table, edge_vs_region.method_families(results, runs))
     if comparison is not None:
         rows = comparison.table.assign(family="classical")
         families = dict(zip(comparison.table["model"], comparison.table["family"], strict=True))
@@ -265,7 +265,7 @@ def render_report(results_dir: Path) -> Path:
     }
 
     md_path = results_dir / LEADERBOARD_MD
-    extra = classical.section(comparison, classical_figure, evidence) if comparison is not None else []
+    extra = edge_vs_region.section(comparison, classical_figure, evidence) if comparison is not None else []
     extra += training.training_section(results, runs, table)
     extra += training.untrained_costs_section(costed, model_table(costed) if len(costed.runs) else costed.runs)
     page = Page(results=results, runs=runs, superseded=superseded, table=table, pareto=pareto, figures=entries,

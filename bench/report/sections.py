@@ -14,8 +14,8 @@ from bench.evidence.declarations import METRICS
 from bench.report import statistics as ev
 from bench.report import tables
 from bench.report.comparable import Selection
+from bench.report.conditions import stored_values
 from bench.report.load import Results
-from bench.report.provenance import stored_values
 from bench.report.summary import NO_EVIDENCE, EvidenceSummary
 
 NOT_RANKED = "Not ranked: runs of another comparison context"

@@ -1,4 +1,4 @@
-"""The statistics behind a ranking, from the per-image evidence a run stored (issue #12).
+"""The statistics behind a ranking, from the per-image evidence a run stored.
 
 Pure NumPy/SciPy and deterministic: every resampling draws from ``np.random.default_rng(seed)``
 with a fixed seed, and every resampled sum of counts is exact integer arithmetic, so the same

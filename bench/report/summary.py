@@ -26,7 +26,7 @@ CLASS_METRICS = {"iou_pet": "pet", "iou_background": "background", "iou_border":
 # Mean +- std and CI are reported for these (every row of a declared metric among them); the cost
 # metrics are shown as their mean over seeds.
 SPREAD_METRICS = [*(row for m in METRICS for row in m.rows), "mean_class_accuracy", *CLASS_METRICS]
-#: The other metric rows of the per-image evidence (issue #12): deep models have the calibration
+#: The other metric rows of the per-image evidence: deep models have the calibration
 #: ones, Monte-Carlo-dropout runs the ``mc_*`` ones; a run measured before evidence existed has none.
 EVIDENCE_METRICS = ["ece", "nll", "brier", "mc_ece", "mc_nll", "mc_brier", "mc_auroc", "mc_pavpu",
                     "mc_latency_ms", "mc_samples", "boundary_width_px"]
@@ -163,7 +163,7 @@ def pareto_front(table: pd.DataFrame, maximize: str, minimize: str) -> pd.Series
     return pd.Series(front, index=table.index, name="pareto")
 
 
-# === The per-image evidence behind the ranking (issue #12) ===
+# === The per-image evidence behind the ranking ===
 
 #: Why a model has no interval, or the ranking no test, when the runs stored no evidence.
 NO_EVIDENCE = "no per-image evidence stored (runs measured before `evidence.npz` existed)"

@@ -20,11 +20,11 @@ import math
 import pandas as pd
 
 from bench.config.profiles import PROFILES
+from bench.report import tables
+from bench.report.load import Results, as_bool
 from bench.store.record import STOP_ALL_EPOCHS as ALL_EPOCHS
 from bench.store.record import STOP_CAP_STILL_IMPROVING as CAP_STILL_IMPROVING
 from bench.store.record import STOP_PLATEAU as PLATEAU
-from bench.report import tables
-from bench.report.load import Results, as_bool
 
 STILL_IMPROVING_MARK = tables.STILL_IMPROVING_MARK
 TRAINING = "Training"

@@ -18,7 +18,6 @@ from bench.clock import utc_now
 from bench.config.run_config import RunConfig
 from bench.store.results import HISTORY_COLUMNS, RECORD, RUN_HISTORY, RUN_KEY, atomic_write_text
 
-
 #: ``stop_reason``: the validation mIoU had not improved for ``patience`` epochs.
 STOP_PLATEAU = "plateau"
 #: ``stop_reason``: early stopping was on and the epoch cap came first: the run was still improving.

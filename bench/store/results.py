@@ -47,7 +47,7 @@ from bench.config.run_config import RunConfig, context_id, record_context_id
 RECORD = "record.json"
 RUN_HISTORY = "history.csv"
 PREDICTIONS = "predictions.npz"
-EVIDENCE = "evidence.npz"  # per-image evidence (bench.evidence.ops, issue #12)
+EVIDENCE = "evidence.npz"  # per-image evidence (bench.evidence.ops): what every interval is computed from
 RUNS_CSV = "runs.csv"
 METRICS_CSV = "metrics.csv"
 HISTORY_CSV = "history.csv"
@@ -60,7 +60,8 @@ RUN_KEY = ["run_id", "model", "architecture", "backbone", "seed"]
 RUN_COLUMNS = [
     *RUN_KEY, "profile", "dataset", "status", "error", "weights", "family",
     "executor", "host", "concurrent_runs", "wall_time_s", "started_at", "finished_at", "context_id",
-    # issue #13: the speed mode the run really ran in (bench.config.modes.Mode; empty in older rows)
+    # The speed mode the run really ran in, which may differ from the one asked for
+    # (bench.config.modes.Mode; empty in rows stored before speed modes)
     "precision", "xla", "deterministic", "mode_note",
     # A network built and timed only (never trained or evaluated), and why training ended.
     "cost_only", "stop_reason",
@@ -70,7 +71,7 @@ ENV_COLUMNS = [
     "device", "tf_version", "keras_version", "cuda_version", "python_version", "git_commit", "date",
     "dataset_source", "dataset_location", "dataset_fingerprint", "dataset_train_size",
     "dataset_test_size", "synthetic",
-    # issue #13: what a GPU figure depends on (empty on CPU-only machines)
+    # What a GPU figure depends on, to tell two GPU runs apart (empty on CPU-only machines)
     "gpu_name", "cudnn_version", "tf32",
 ]
 METRIC_COLUMNS = [*RUN_KEY, "profile", "dataset", "metric", "value", "unit"]
@@ -398,7 +399,7 @@ class ResultsStore:
         except OSError as error:
             where = f"could not move it aside ({error.strerror or error}); it is skipped"
         self.say(f"warning: damaged {what} {path}: {why}; {where}.")
-        return None
+        return
 
     def set_aside_file(self, path: Path) -> Path:
         """Moves a damaged file of the folder (not of a run) to ``damaged/``, kept; returns where.

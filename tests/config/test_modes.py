@@ -1,4 +1,4 @@
-"""Speed modes (issue #13): precision, XLA and determinism as recorded settings; no per-step host
+"""Speed modes: precision, XLA and determinism as recorded settings; no per-step host
 sync in training; inference costs at several batch sizes; the GPU check's path on a CPU."""
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 from bench.config import modes
-from bench.plan import estimate
-from bench.config.run_config import RunConfig
 from bench.config.profiles import QUICK, SMOKE, ProfileError, TimingSpec
+from bench.config.run_config import RunConfig
 from bench.measure.timing import (
     example_batch,
     first_call_seconds,
@@ -28,6 +27,7 @@ from bench.measure.timing import (
     trace_seconds,
 )
 from bench.measure.train import BoundaryCallbacks, NaNGuard, StepTimer, compile_model, train
+from bench.plan import estimate
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -405,12 +405,11 @@ def test_gpu_check_runs_every_mode_end_to_end_on_cpu(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_mixed_bfloat16_reaches_float32_miou_on_a_tiny_schedule(tmp_path: Path) -> None:
-    """Item 2 of issue #13 in miniature: U-Net MobileNetV2, the same seed and schedule (smoke
+    """The GPU check's parity claim in miniature: U-Net MobileNetV2, the same seed and schedule (smoke
     profile), float32 and mixed_bfloat16, through the real CLI: mIoU within the GPU check's
     tolerance (README "Speed" has the figure on the real sample)."""
-    from tests.support.commands import bench_cli
-
     from bench.gpu_check import PARITY_TOLERANCE
+    from tests.support.commands import bench_cli
 
     miou = {}
     for precision in ("float32", "mixed_bfloat16"):

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from bench.config.run_config import RunConfig, steps_per_epoch
 from bench.config.profiles import PROFILES
+from bench.config.run_config import RunConfig, steps_per_epoch
 
 
 def _cfg(**profile_overrides: object) -> RunConfig:

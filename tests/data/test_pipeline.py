@@ -51,7 +51,7 @@ def test_preprocess_is_the_chapters():
     assert out_mask.dtype == tf.uint8 and out_mask.shape == (16, 16, 1)
     expected = tf.image.resize(tf.cast(image, tf.float32), (16, 16), method="bilinear") / 255.0
     np.testing.assert_allclose(out_image.numpy(), expected.numpy(), atol=1e-6)
-    assert 0.0 <= out_image.numpy().min() and out_image.numpy().max() <= 1.0
+    assert out_image.numpy().min() >= 0.0 and out_image.numpy().max() <= 1.0
     nearest = tf.image.resize(trimap, (16, 16), method="nearest").numpy()
     np.testing.assert_array_equal(out_mask.numpy(), nearest - 1)
     assert set(np.unique(out_mask.numpy())) <= {0, 1, 2}

@@ -36,7 +36,7 @@ def test_dir_loads_the_layout_preprocessed_in_list_order(release):
     images, masks = _arrays(splits.train)
     assert images.shape == (4, 32, 32, 3) and images.dtype == np.float32
     assert masks.shape == (4, 32, 32, 1) and masks.dtype == np.uint8
-    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert images.min() >= 0.0 and images.max() <= 1.0
     assert set(np.unique(masks)) == {0, 1, 2}
     first = release / "annotations" / "trimaps" / f"{_names(release)[0]}.png"
     expected = tf.image.resize(np.asarray(Image.open(first))[..., None], (32, 32), method="nearest") - 1
@@ -233,14 +233,14 @@ def test_real_sample_loads(pet_sample_dir):
     assert (provenance.source, provenance.synthetic) == ("dir", False)
     assert (provenance.train_size, provenance.test_size) == (112, 98)
     images, masks = _arrays(splits.test.take(16))
-    assert images.shape == (16, 64, 64, 3) and 0.0 <= images.min() and images.max() <= 1.0
+    assert images.shape == (16, 64, 64, 3) and images.min() >= 0.0 and images.max() <= 1.0
     assert set(np.unique(masks)) == {0, 1, 2}
     # Pets are a good part of each photo, the border a thin band.
     fractions = np.bincount(masks.ravel(), minlength=3) / masks.size
     assert 0.1 < fractions[0] < 0.6 and 0.02 < fractions[2] < 0.3
 
 
-# === List entries, list files and files that cannot be read (issue #11, item 7) ===
+# === List entries, list files and files that cannot be read ===
 
 
 @pytest.mark.parametrize("entry", ["../../../outside", "ABSOLUTE"])

@@ -11,8 +11,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bench.data import DataError, SourceUnavailableError, load_pets
-from bench.data import tfds_source
+from bench.data import DataError, SourceUnavailableError, load_pets, tfds_source
 
 SPLIT_SIZES = {"train": 5, "test": 3}
 

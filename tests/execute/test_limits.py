@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from bench.config.profiles import PROFILES
 from bench.config.run_config import RunConfig
 from bench.execute.limits import memory_problem, run_memory_mb
-from bench.config.profiles import PROFILES
 
 
 def _cfg(model: str, **profile: int) -> RunConfig:

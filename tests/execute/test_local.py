@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.support.commands import bench_cli
 
-from bench.config.run_config import RunConfig
-from bench.plan.estimate import PEAK_MARGIN, peak_memory_mb
-from bench.execute.local import LocalExecutor
 from bench.config.profiles import PROFILES
+from bench.config.run_config import RunConfig
+from bench.execute.local import LocalExecutor
+from bench.plan.estimate import PEAK_MARGIN, peak_memory_mb
 from bench.store.results import ResultsStore
+from tests.support.commands import bench_cli
 
 
 def _cfg(model: str, profile: str = "quick", **changes: object) -> RunConfig:

@@ -7,6 +7,7 @@ and the sweeps join it with ``--ray-address``, so the code reaches the cluster's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from tests.support.commands import bench_cli, bench_cmd, plugin_env
 
 pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[bench,ray]'")
@@ -65,14 +67,10 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
         yield address, _auth(tmp)
     finally:
         head.terminate()  # `ray start --block` stops the processes it started, in a second or two
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)  # whatever of its group is left
-        except ProcessLookupError:
-            pass
 
 
 def _auth(folder: Path) -> dict[str, str]:

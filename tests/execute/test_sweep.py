@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.support.commands import bench_cli, bench_cmd, plugin_env
 
 from bench.config.profiles import PROFILES
+from tests.support.commands import bench_cli, bench_cmd, plugin_env
 
 pytest.importorskip("bench.data", reason="bench.data (the data pipeline) is not there yet")
 

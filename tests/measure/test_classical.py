@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.support.commands import bench_cli, plugin_env
 
 from bench.arguments import build_parser
 from bench.cli import resolve_pairs
-from bench.plan.matrix import DataChoice, plan, select_models
 from bench.config.profiles import PROFILES
+from bench.plan.matrix import DataChoice, plan, select_models
+from tests.support.commands import bench_cli, plugin_env
 
 METHODS = ["canny", "felzenszwalb", "otsu", "slic", "sobel", "watershed"]
 CLASSICAL = [("classical", m) for m in METHODS]

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bench.config.profiles import PROFILES
 from bench.config.run_config import CLASS_NAMES, NUM_CLASSES, RunConfig
+from bench.evidence.metrics import ConfusionMatrix, evidence_metrics, scores
 from bench.evidence.ops import (
     SCHEMA,
     boundary_width,
@@ -20,8 +22,6 @@ from bench.evidence.ops import (
     save_evidence,
 )
 from bench.measure.run import evaluate, evaluate_mc, gallery
-from bench.evidence.metrics import ConfusionMatrix, evidence_metrics, scores
-from bench.config.profiles import PROFILES
 from bench.measure.timing import (
     make_forward,
     make_mc_predict_fn,
@@ -54,7 +54,7 @@ def _batches(n: int = 10, batch: int = 4, seed: int = 0) -> tf.data.Dataset:
 
 
 def _host_confusion(model: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
-    """The evaluation as it was before issue #12: logits to the host, NumPy argmax, one matrix."""
+    """The evaluation as it was before per-image evidence: logits to the host, NumPy argmax, one matrix."""
     predict = make_predict_fn(model)
     cm = ConfusionMatrix(NUM_CLASSES)
     for images, masks in batches:
@@ -140,7 +140,7 @@ def test_mc_evaluation_is_reproducible_for_a_seed_and_complete() -> None:
     # The curve's last point is the per-image MC prediction, pooled.
     np.testing.assert_array_equal(first["mc_curve_confusion"][-1], first["mc_confusion"].sum(0))
     assert uncertainty.dtype == np.float16 and uncertainty.shape == (2, SIZE, SIZE)
-    assert 0 <= uncertainty.min() and uncertainty.max() <= np.log(3) + 1e-3
+    assert uncertainty.min() >= 0 and uncertainty.max() <= np.log(3) + 1e-3
     deterministic = evaluate(make_forward(_model(dropout=0.5)), _batches())
     evidence = {**deterministic, **first}
     check_evidence(evidence)

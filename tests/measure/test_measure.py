@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bench.config.profiles import TimingSpec
 from bench.measure.flops import flops_per_image
 from bench.measure.precise_bn import batchnorm_layers, recompute_batchnorm_statistics
-from bench.config.profiles import TimingSpec
 from bench.measure.timing import example_batch, make_predict_fn, measure_latency, measure_throughput, time_calls
 
 

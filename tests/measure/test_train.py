@@ -12,18 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from tests.support.report_fixture import run_config, write_results
 
+from bench.config.profiles import PROFILES, ProfileError
 from bench.config.run_config import RunConfig
 from bench.data.split import carve, choose_validation
-from bench.plan.matrix import COST_SEED, DataChoice, plan
 from bench.measure.precise_bn import PreciseBN
-from bench.config.profiles import PROFILES, ProfileError
 from bench.measure.run import training_stop
-from bench.store.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU
-from bench.report import render_report
 from bench.measure.train import train
 from bench.measure.validation import MONITOR, Validation
+from bench.plan.matrix import COST_SEED, DataChoice, plan
+from bench.report import render_report
+from bench.store.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU
+from tests.support.report_fixture import run_config, write_results
 
 # === The validation split ===
 
@@ -32,7 +32,7 @@ def test_the_validation_split_is_seeded_and_the_same_for_every_run() -> None:
     a = choose_validation(112, 16, seed=0, dataset_fingerprint="fp")
     assert a == choose_validation(112, 16, seed=0, dataset_fingerprint="fp")  # any model, any training seed
     assert a.indices != choose_validation(112, 16, seed=1, dataset_fingerprint="fp").indices
-    assert len(set(a.indices)) == 16 and list(a.indices) == sorted(a.indices) and 0 <= min(a.indices)
+    assert len(set(a.indices)) == 16 and list(a.indices) == sorted(a.indices) and min(a.indices) >= 0
     assert max(a.indices) < 112 and a.train_size == 96
     # The fingerprint names the images of this dataset: another dataset, another fingerprint.
     assert a.fingerprint != choose_validation(112, 16, seed=0, dataset_fingerprint="other").fingerprint

@@ -61,7 +61,7 @@ print("RESULT", json.dumps({"mode": mode, "images_per_s": ips}))
 def _measure(mode: str) -> float:
     done = subprocess.run([sys.executable, "-c", SCRIPT, mode, str(BATCH), str(STEPS)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(out for out in done.stdout.splitlines() if out.startswith("RESULT "))
     return float(json.loads(line[len("RESULT "):])["images_per_s"])
 
 
@@ -74,7 +74,7 @@ def test_harness_training_throughput_is_within_5_percent_of_model_fit(record_pro
     record_property("harness_images_per_s", harness)
     record_property("model_fit_images_per_s", bare)
     print(
-        f"\nU-Net MobileNetV2, 128 px, batch {BATCH}: harness {['%.1f' % v for v in harness]} images/s, "
-        f"model.fit on in-memory arrays {['%.1f' % v for v in bare]} images/s; best/best = {ratio:.3f}"
+        f"\nU-Net MobileNetV2, 128 px, batch {BATCH}: harness {[f'{v:.1f}' for v in harness]} images/s, "
+        f"model.fit on in-memory arrays {[f'{v:.1f}' for v in bare]} images/s; best/best = {ratio:.3f}"
     )
     assert ratio >= MIN_RATIO

@@ -1,7 +1,7 @@
 """Is the input pipeline ever what limits training? Images/s at 128 px, batch 64, on this machine.
 
 The yardstick is the fastest model's training speed: U-Net MobileNetV2 trains at ~25 images/s on
-the 2-core reference machine (issue 3); the pipeline should deliver at least 5x that, so that it
+the 2-core reference machine; the pipeline should deliver at least 5x that, so that it
 stays out of the way even while sharing the cores with training. Measured on real photos (the
 ../shared sample: original-size JPEGs, ~500 px) when present, else on synthetic scenes of the
 same sizes. Run: `python -m pytest tests/perf/test_pipeline_perf.py -m perf` (or `nox -s perf`).

@@ -1,4 +1,4 @@
-"""Speed modes on this machine, measured in one process as ratios (issue #13).
+"""Speed modes on this machine, measured in one process as ratios, so that two CPUs compare.
 
 * The training loop without a per-step host sync: ``bench.measure.train.BoundaryCallbacks`` (batch-end
   hooks, and so reads of the logs, at check points only) against Keras's own ``CallbackList``,

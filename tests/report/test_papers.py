@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.support.report_fixture import write_results
 
 from bench.report import render_report
 from bench.report.papers import TITLE, papers_section
 from segmodels import registry
+from tests.support.report_fixture import write_results
 
 
 def _rows(lines: list[str] | str) -> list[list[str]]:

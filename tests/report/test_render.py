@@ -10,6 +10,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from bench.config.profiles import PROFILES
+from bench.evidence.declarations import METRICS, Metric
+from bench.evidence.npz import save_evidence
+from bench.report import (
+    FIGURE_FILES,
+    ResultsNotFoundError,
+    comparable,
+    figures,
+    render_report,
+)
+from bench.report import statistics as ev
+from bench.report.load import load_results
+from bench.report.summary import NO_EVIDENCE, current_runs, evidence_summary, model_table, pareto_front, summarize
 from tests.support.report_fixture import (
     CLASSICAL_FAMILY,
     EXPECTED_CLASSICAL,
@@ -26,20 +40,6 @@ from tests.support.report_fixture import (
     write_context_json,
     write_results,
 )
-
-from bench.config.profiles import PROFILES
-from bench.evidence.declarations import METRICS, Metric
-from bench.evidence.npz import save_evidence
-from bench.report import (
-    FIGURE_FILES,
-    ResultsNotFoundError,
-    comparable,
-    figures,
-    render_report,
-)
-from bench.report import statistics as ev
-from bench.report.load import load_results
-from bench.report.summary import NO_EVIDENCE, current_runs, evidence_summary, model_table, pareto_front, summarize
 
 #: The figures drawn only from per-image evidence (calibration, Monte-Carlo dropout).
 EVIDENCE_FIGURES = {"reliability", "mc_curve", "mc_gallery"}
@@ -215,7 +215,7 @@ def test_edge_vs_region_says_untold_apart_for_equal_families() -> None:
     """Two families of the same quality on the same images: no side is called better."""
     from types import SimpleNamespace
 
-    from bench.report import classical
+    from bench.report import edge_vs_region
 
     rng = np.random.default_rng(5)
     q = rng.dirichlet([40, 3, 2, 2, 50, 3, 2, 3, 5], size=32)  # the images, shared by every method
@@ -224,14 +224,14 @@ def test_edge_vs_region_says_untold_apart_for_equal_families() -> None:
     table = pd.DataFrame({
         "model": list(runs), "family": ["classical", "classical", "deep"], "backbone": ["canny", "slic", "mobilenetv2"],
         "miou": [ev.pooled_miou(r[0]["confusion"]) for r in runs.values()], "latency_p50_ms": [1.0, 2.0, 3.0]})
-    cmp = classical.compare(table, {"classical-canny": "edge", "classical-slic": "region"})
-    made = classical.claims(cmp, SimpleNamespace(runs=runs))
+    cmp = edge_vs_region.compare(table, {"classical-canny": "edge", "classical-slic": "region"})
+    made = edge_vs_region.claims(cmp, SimpleNamespace(runs=runs))
     leads = [c.text.split(":**")[0] for c in made]
     assert leads == ["**Region minus edge, on average", "**Best region minus best edge",
                      "**Best deep model vs best classical"]
     assert all(c.test is not None and c.p_holm > 0.05 for c in made)
     summary = SimpleNamespace(runs=runs, n_images=32)  # the EvidenceSummary fields the section reads
-    lines = [line for line in classical.section(cmp, None, summary) if line.startswith("- **")]
+    lines = [line for line in edge_vs_region.section(cmp, None, summary) if line.startswith("- **")]
     assert sum("the evidence cannot tell them apart." in line for line in lines) == 3
     assert not any("better" in line or "ahead" in line for line in lines)
 
@@ -478,7 +478,7 @@ def test_main_device_most_runs_then_environment_then_alphabetical() -> None:
     assert comparable.main_device(pd.Series([], dtype=object), {}) is None
 
 
-# === The evidence behind the ranking (issue #12) ===
+# === The evidence behind the ranking ===
 
 def _glance(markdown: str) -> str:
     return _section(markdown, "At a glance")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.support.commands import bench_cli
 
 import segmodels
 from segmodels import registry
+from tests.support.commands import bench_cli
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_RELEASE_LINE = '@register_architecture("linknet", paper="Chaurasia & Culurciello, VCIP 2017, arXiv:1707.03718")'

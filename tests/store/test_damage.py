@@ -37,7 +37,7 @@ def results(swept: Path, tmp_path: Path) -> Path:
 
 
 def _run_dir(results: Path) -> Path:
-    (run,) = [p for p in (results / "runs").iterdir()]
+    (run,) = list((results / "runs").iterdir())
     return run
 
 

@@ -8,11 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.config.run_config import RunConfig
-from bench.store.results import ENV_COLUMNS
 from bench.config.profiles import PROFILES
+from bench.config.run_config import RunConfig
 from bench.store.record import new_record
-from bench.store.results import RECORD, FolderNotOwnedError, ResultsStore, StoreWriteError, SweepLockedError
+from bench.store.results import (
+    ENV_COLUMNS,
+    RECORD,
+    FolderNotOwnedError,
+    ResultsStore,
+    StoreWriteError,
+    SweepLockedError,
+)
 
 
 def _record(model: str = "unet-mobilenetv2", seed: int = 0, status: str = "ok") -> dict:
@@ -112,10 +118,8 @@ def test_non_finite_values_are_stored_as_null(tmp_path: Path) -> None:
 
 def test_a_second_sweep_on_the_same_directory_is_refused(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
-    with store.lock():
-        with pytest.raises(SweepLockedError, match="Another sweep"):
-            with ResultsStore(tmp_path).lock():
-                pass
+    with store.lock(), pytest.raises(SweepLockedError, match="Another sweep"), ResultsStore(tmp_path).lock():
+        pass
     with store.lock():  # released
         pass
 
@@ -127,7 +131,7 @@ def test_record_config_is_the_run_config(tmp_path: Path) -> None:
     assert dataclasses.asdict(cfg.profile)["name"] == "smoke"
 
 
-# === Results you can trust (issue #11) ===
+# === Results you can trust: staged writes, damaged folders, refused overwrites ===
 
 
 def _context(fingerprint: str = "fp", **profile: object) -> tuple[dict, str]:

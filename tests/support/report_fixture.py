@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.config.run_config import RunConfig
-from bench.evidence.ops import CALIBRATION_BINS, ENTROPY_BINS, curve_points, save_evidence
-from bench.evidence.metrics import evidence_metrics, scores
 from bench.config.profiles import PROFILES
+from bench.config.run_config import RunConfig
+from bench.evidence.metrics import evidence_metrics, scores
+from bench.evidence.ops import CALIBRATION_BINS, ENTROPY_BINS, curve_points, save_evidence
 
 ENVIRONMENT = {
     "device": "CPU (2 cores)",
