@@ -526,7 +526,7 @@ def render_after_sweep(results_dir: Path, out: TextIO = sys.stderr) -> Path | No
         return None
     try:
         path = render(results_dir)
-    except Exception as error:  # noqa: BLE001 - the sweep's results are stored whatever the report does
+    except Exception as error:  # any error: the sweep's results are stored whatever the report does
         print(
             f"Report FAILED ({type(error).__name__}: {error}); the results are stored in {results_dir}. "
             f"Retry with: python -m bench report --out {results_dir}",

@@ -59,7 +59,7 @@ def _load(module: str, load: Callable[[], object], where: str, fix: str, missing
         if gone is None or not (module == gone or module.startswith(gone + ".")):
             raise _failed(module, where, error, fix) from error
         raise PluginError(missing(error)) from error
-    except Exception as error:  # noqa: BLE001 - whatever a plugin raises, it is said in one line
+    except Exception as error:  # whatever a plugin raises, it is said in one line
         raise _failed(module, where, error, fix) from error
 
 

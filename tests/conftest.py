@@ -38,7 +38,7 @@ def write_tiny_release():
 
 
 @pytest.fixture
-def release(tmp_path: Path, write_tiny_release) -> Path:  # noqa: ANN001 - a fixture
+def release(tmp_path: Path, write_tiny_release) -> Path:
     return write_tiny_release(tmp_path / "pets")
 
 

@@ -110,7 +110,7 @@ def _checked_mask(example: dict[str, tf.Tensor]) -> tf.Tensor:
         return tf.identity(mask)
 
 
-def _prepare(tfds, builder) -> None:  # noqa: ANN001 (tfds is imported lazily)
+def _prepare(tfds, builder) -> None:  # untyped: tfds is imported lazily
     if importlib.util.find_spec("importlib_resources") is None:
         raise SourceUnavailableError(
             "tensorflow-datasets needs the importlib_resources package to prepare datasets: "

@@ -67,7 +67,7 @@ class LocalExecutor:
         def work(cfg: RunConfig, staging: Path, say: Callable[[str], None] | None) -> None:
             try:
                 finished.put((cfg.run_id, run_worker(cfg, staging, timeout_s=timeout_s, echo=say, cancel=cancel), None))
-            except BaseException as error:  # noqa: BLE001 - handed to the sweep's thread
+            except BaseException as error:  # any error, handed to the sweep's thread
                 finished.put((cfg.run_id, None, error))
 
         try:

@@ -74,7 +74,7 @@ class _Relay(threading.Thread):
 
     def _open(self) -> TextIO | None:
         try:
-            return open(self.log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed in run()
+            return open(self.log_path, "a", encoding="utf-8", errors="replace")  # closed in run()
         except OSError as error:
             self._lost(error)
             return None

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.measure.run import measure_run
 
         measure_run(cfg, staging, record)
-    except Exception as error:  # noqa: BLE001 - failures are data
+    except Exception as error:  # any error: failures are data
         record["status"] = "failed"
         record["error"] = str(error) if type(error).__name__ == "NaNLossError" else one_line(error)
         record["traceback"] = traceback.format_exc()

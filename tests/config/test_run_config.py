@@ -85,7 +85,7 @@ def test_profiles_are_checked_in_one_place() -> None:
             PROFILES["quick"].override(**changes)
 
 
-def test_a_random_init_fallback_is_redone_once_the_weights_can_be_had(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_random_init_fallback_is_redone_once_the_weights_can_be_had(tmp_path, monkeypatch) -> None:
     from bench.measure.build import imagenet_weights_available
     from bench.plan.matrix import status
     from bench.store.record import new_record

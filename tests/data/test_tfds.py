@@ -31,7 +31,7 @@ def prepared_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _mock_examples(self, split, decoders=None, read_config=None, **kwargs):  # noqa: ARG001
+def _mock_examples(self, split, decoders=None, read_config=None, **kwargs):  # the signature of the method it replaces
     """Examples of varied sizes with trimaps in {1, 2, 3} (mock_data's random masks are not)."""
     count = SPLIT_SIZES[str(split)]
     offset = 0 if str(split) == "train" else 100

@@ -224,7 +224,7 @@ def test_disk_full_while_storing_keeps_records_and_csvs_agreeing(tmp_path: Path,
 
     real_open = builtins.open
 
-    def full_disk(file, mode="r", *args, **kwargs):  # noqa: ANN001 - open's own signature
+    def full_disk(file, mode="r", *args, **kwargs):  # open's own signature
         if "w" in mode and Path(file).name.startswith("_tmp-metrics.csv"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_open(file, mode, *args, **kwargs)
@@ -286,7 +286,7 @@ def _config_text(record: dict) -> dict:
 
 
 @pytest.mark.parametrize("damage", [_minimal, _without_seed, _config_text], ids=["minimal", "no-seed", "config-text"])
-def test_a_record_the_store_cannot_read_is_set_aside_and_its_run_redone(tmp_path: Path, damage) -> None:  # noqa: ANN001
+def test_a_record_the_store_cannot_read_is_set_aside_and_its_run_redone(tmp_path: Path, damage) -> None:
     import json
 
     store, said, good, bad = _two_runs(tmp_path)
@@ -414,7 +414,7 @@ def test_disk_full_names_the_free_space_of_that_disk_and_what_the_run_needs(tmp_
     (staging / "predictions.npz").write_bytes(b"x" * 150_000)
     real_open = builtins.open
 
-    def full_disk(file, mode="r", *args, **kwargs):  # noqa: ANN001 - open's own signature
+    def full_disk(file, mode="r", *args, **kwargs):  # open's own signature
         if "w" in mode and "record.json" in Path(file).name:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_open(file, mode, *args, **kwargs)
