@@ -1,10 +1,13 @@
 """Training and measuring one run, inside its worker process (:mod:`bench.execute.worker`).
 
-:func:`measure_run` is the path of a run from data to record: load and check the dataset, build
-the model on the run's devices, train (``bench.measure.train``), recompute BatchNorm statistics, evaluate
-on the test split (on the device: only per-image evidence comes back, ``evidence.npz``), evaluate
-with Monte-Carlo dropout where the profile asks, store a few predictions for the gallery, then
-time inference and read the peak memory. Every number lands in the record's tidy ``metrics`` list.
+:func:`measure_run` reads top to bottom as the phases of a run, each a call that returns its
+metric rows: :func:`start` (devices, seed, speed mode), :func:`load_data` (the dataset, checked,
+and the validation split), :func:`build`, :func:`train_model` (``bench.measure.train``, with
+validation and precise BN), :func:`training_memory`, :func:`prepare_inference`,
+:func:`evaluate_on_test` (on the device: only per-image evidence comes back, ``evidence.npz``;
+Monte-Carlo dropout where the profile asks; the gallery), :func:`time_inference`,
+:func:`peak_memory` and :func:`max_batch`. The rows land in the record's tidy ``metrics`` list in
+that order; every other field a phase writes is declared in :class:`bench.store.record.Record`.
 """
 
 from __future__ import annotations
@@ -13,18 +16,21 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.config.run_config import CLASS_NAMES, CLASSICAL, RunConfig, steps_per_epoch
-from bench.measure.build import build_model
+from bench.measure.build import BuiltModel, build_model
 from bench.measure.devices import peak_rss_mb, replica_strategy, split_cpu, virtual_devices
-from bench.store.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU, Metrics
+from bench.store.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU, MetricRow, Metrics, Record
 from bench.store.results import EVIDENCE, PREDICTIONS
 
-if TYPE_CHECKING:  # bench.measure.train imports Keras, which measure_run imports only once it runs
+if TYPE_CHECKING:  # these import TensorFlow or Keras, which a run imports only once it runs (start)
+    from bench.config.modes import Mode
+    from bench.data.split import ValidationSplit
     from bench.measure.train import TrainResult
 
 
@@ -95,47 +101,90 @@ def gallery(predict: Any, test_ds: Any, n: int, mc_predict: Any = None) -> dict[
     return pictures
 
 
-def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[str, Any]:
+def measure_run(cfg: RunConfig, staging: Path, record: Record) -> Record:
     """Trains and measures one run, filling ``record`` and writing its files into ``staging``
-    (raises on failure)."""
+    (raises on failure). Each phase returns its metric rows; their order is the record's."""
+    mode, gpu = start(cfg, record)
+    data = load_data(cfg, record)
+    # Everything that creates variables (model, optimiser, metrics) is built under the strategy:
+    # with --gpus-per-run N > 1 a MirroredStrategy keeps a copy on each device and Keras splits
+    # every global batch of the profile's size across them. With one device it is the default
+    # strategy, whose scope changes nothing.
+    strategy = replica_strategy(cfg.replicas)
+    if cfg.replicas > 1:
+        record["replica_devices"] = [str(d) for d in strategy.extended.worker_devices]
+    with strategy.scope():
+        built, build_rows = build(cfg, record)
+        mode, train_rows = train_model(cfg, built.model, data, mode, record)
+    record.update(mode.fields())
+    peak_train_mb, train_memory_rows = training_memory(cfg, gpu)
+    forward, predict, inference_rows = prepare_inference(cfg, built.model, mode)
+    if cfg.evaluated:
+        mc_predict, test_rows = evaluate_on_test(
+            cfg, built.model, forward, predict, data.test, built.family, staging, record
+        )
+    else:
+        mc_predict, test_rows = None, []
+        record["notes"].append(
+            f"cost run: {cfg.model} was built and timed, never trained or evaluated (not in --trained-models "
+            f"{','.join(cfg.profile.trained_models)}): its size, speed and memory are measured, its accuracy is not"
+        )
+    timing_rows = time_inference(cfg, predict, mc_predict, record)
+    memory_rows = peak_memory(gpu, peak_train_mb)
+    # Last: it fills the device on purpose.
+    max_batch_rows = max_batch(cfg, predict, gpu, record)
+    record["metrics"] = [
+        *build_rows, *train_rows, *train_memory_rows, *inference_rows, *test_rows, *timing_rows, *memory_rows,
+        *max_batch_rows,
+    ]
+    record["status"] = "ok"
+    return record
+
+
+@dataclass(frozen=True)
+class Data:
+    """A run's splits as the phases use them: training (less the validation images), validation
+    and test (cut to the profile's ``max_test_examples``)."""
+
+    train: Any
+    train_size: int
+    validation: Any
+    validation_split: ValidationSplit | None
+    test: Any
+
+
+def start(cfg: RunConfig, record: Record) -> tuple[Mode, bool]:
+    """The worker's devices, environment, seed and speed mode, before anything is built; returns
+    the mode and whether a GPU is there."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Keras and TensorFlow load only here, once a worker runs: the worker has set the environment
+    # they read at import, and importing this module for its helpers stays cheap.
     import keras
     import tensorflow as tf
 
     from bench.config.modes import apply_mode
-    from bench.data import load_pets, test_batches, train_batches
-    from bench.data.split import carve, choose_validation
     from bench.measure import envinfo
-    from bench.measure.flops import flops_per_image
-    from bench.measure.precise_bn import recompute_batchnorm_statistics
-    from bench.measure.timing import (
-        example_batch,
-        first_call_seconds,
-        largest_batch,
-        make_forward,
-        make_predict_fn,
-        measure_latency,
-        measure_throughput,
-        throughput_by_batch,
-        trace_seconds,
-    )
-    from bench.measure.train import train
-    from bench.measure.validation import Validation
 
-    p = cfg.profile
-    metrics = Metrics()
     split_cpu(virtual_devices())
     record["env"] = envinfo.collect()
     keras.utils.set_random_seed(cfg.seed)
     # Op determinism and the dtype policy, before anything is built; XLA is asked of Keras at
     # compile time and the record says what Keras really did (bench.config.modes).
-    mode = apply_mode(p, classical=cfg.architecture == CLASSICAL, replicas=cfg.replicas)
+    mode = apply_mode(cfg.profile, classical=cfg.architecture == CLASSICAL, replicas=cfg.replicas)
     record.update(mode.fields())  # a run that fails still says the mode it ran in
-    tf.config.run_functions_eagerly(p.run_eagerly)
-    gpu = bool(tf.config.list_physical_devices("GPU"))
+    tf.config.run_functions_eagerly(cfg.profile.run_eagerly)
     # Said once per tf.data function when running eagerly; the input pipeline is traced on purpose.
     warnings.filterwarnings("ignore", message="Even though the `tf.config.experimental_run_functions_eagerly`")
+    return mode, bool(tf.config.list_physical_devices("GPU"))
 
+
+def load_data(cfg: RunConfig, record: Record) -> Data:
+    """The dataset, checked against the sweep's fingerprint, and the run's validation split."""
+    from bench.data import load_pets
+    from bench.data.split import carve, choose_validation
+    from bench.measure import envinfo
+
+    p = cfg.profile
     # The dataset is the same for every seed (seed 0 of the synthetic generator, as the sweep
     # planned it); the run's seed drives weights, shuffling, augmentation and dropout.
     splits = load_pets(cfg.data, image_size=p.image_size, seed=0)
@@ -148,8 +197,7 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
             f"dataset fingerprint {provenance.get('fingerprint')} differs from the sweep's "
             f"{cfg.dataset_fingerprint}: the data changed since the sweep was planned"
         )
-    train_ds, train_size = splits.train, int(provenance["train_size"])
-    validation_split = None
+    train_ds, train_size, val_ds, validation_split = splits.train, int(provenance["train_size"]), None, None
     if cfg.trains and p.val_images:
         validation_split = choose_validation(train_size, p.val_images, p.val_seed, provenance["fingerprint"])
         train_ds, val_ds = carve(splits.train, validation_split)
@@ -157,102 +205,126 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
         record["validation_split"] = validation_split.as_dict()
         provenance["validation"] = validation_split.as_dict()
     test_ds = splits.test
-    test_size = int(provenance["test_size"])
-    if p.max_test_examples is not None and p.max_test_examples < test_size:
+    if p.max_test_examples is not None and p.max_test_examples < int(provenance["test_size"]):
         test_ds = test_ds.take(p.max_test_examples)
-        test_size = p.max_test_examples
+    return Data(train_ds, train_size, val_ds, validation_split, test_ds)
 
-    # Everything that creates variables (model, optimiser, metrics) is built under the strategy:
-    # with --gpus-per-run N > 1 a MirroredStrategy keeps a copy on each device and Keras splits
-    # every global batch of the profile's size across them. With one device it is the default
-    # strategy, whose scope changes nothing.
-    strategy = replica_strategy(cfg.replicas)
-    if cfg.replicas > 1:
-        record["replica_devices"] = [str(d) for d in strategy.extended.worker_devices]
-    with strategy.scope():
-        t = time.perf_counter()
-        built = build_model(cfg)
-        model = built.model
-        record["weights"], record["family"] = built.weights, built.family
-        record["frozen_encoder"] = built.frozen_encoder
-        record.update(built.record_fields)
-        metrics.add("build_time_s", time.perf_counter() - t, "s")
-        total, trainable = count_params(model.weights), count_params(model.trainable_weights)
-        metrics.add("params_total", total, "count")
-        metrics.add("params_trainable", trainable, "count")
-        if built.family != "classical":  # numpy work in tf.numpy_function is invisible to the profiler: unknown, not 0
-            metrics.add("flops_per_image", flops_per_image(model, p.image_size), "flops")
 
-        train_time = 0.0
-        if trainable > 0 and cfg.trains:
-            batches = train_batches(
-                train_ds, batch_size=p.batch_size, seed=cfg.seed, augment=p.augment, buffer_size=p.shuffle_buffer
-            )
-            # A second pipeline of its own seed: BatchNorm statistics come from training images as
-            # the training saw them (augmented), never from the validation or test images.
-            bn_batches = iter(train_batches(
-                train_ds, batch_size=p.batch_size, seed=cfg.seed + 1, augment=p.augment, buffer_size=p.shuffle_buffer
-            )) if p.precise_bn_batches > 0 else None
-            validation = None if validation_split is None else Validation(
-                test_batches(val_ds, batch_size=p.batch_size), bn_batches, p.precise_bn_batches
-            )
-            result = train(
-                model, batches,
-                epochs=p.epochs,
-                steps_per_epoch=steps_per_epoch(p, train_size),
-                batch_size=p.batch_size,
-                learning_rate=p.learning_rate,
-                verbose=1 if sys.stdout.isatty() else 2,
-                jit_compile=mode.xla,
-                validation=validation,
-                patience=p.patience,
-            )
-            mode = mode.with_xla(result.jit_compile, "Keras compiled without XLA (a layer does not support it)")
-            record["history"] = result.history
-            record["training_stop"] = training_stop(result, epoch_cap=p.epochs, patience=p.patience)
-            record["stop_reason"] = record["training_stop"]["reason"]
-            train_time = result.train_time_s
-            metrics.add("train_throughput", result.train_throughput, "images/s")
-            metrics.add("train_first_step_s", result.first_step_s, "s")
-            metrics.add("epochs_run", result.epochs_run, "count")
-            metrics.add("best_epoch", result.best_epoch, "count")
-            metrics.add("val_miou", result.tested_val_miou, "ratio")
-            if validation is not None and validation.bn_batches_per_epoch:
-                # Validation recomputed the statistics before measuring each epoch, and the weights
-                # the run goes on with (the best epoch's, where early stopping restored them) carry
-                # the statistics that epoch was measured with: recomputing them again would test
-                # another model than the one validation chose.
-                record["precise_bn_layers"] = validation.bn_layers
-                record["precise_bn"] = "before every validation"
-            elif bn_batches is not None:
-                t = time.perf_counter()
-                layers = recompute_batchnorm_statistics(model, bn_batches, p.precise_bn_batches)
-                record["precise_bn_layers"] = layers
-                record["precise_bn"] = "before the test"
-                metrics.add("precise_bn_time_s", time.perf_counter() - t, "s")
-        if cfg.evaluated:  # a cost run trains nothing: no training time, not even 0
-            metrics.add("train_time_s", train_time, "s")
-    record.update(mode.fields())
-    peak_train_mb = 0.0
-    if gpu:  # training's peak (building only, for a run that trains nothing), then inference's alone
-        peak_train_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-        if cfg.trains:
-            metrics.add("peak_train_device_mem_mb", peak_train_mb, "MB")
-        tf.config.experimental.reset_memory_stats("GPU:0")
+def build(cfg: RunConfig, record: Record) -> tuple[BuiltModel, list[MetricRow]]:
+    """The model, its build time, parameter counts and FLOPs."""
+    from bench.measure.flops import flops_per_image
 
+    metrics = Metrics()
+    t = time.perf_counter()
+    built = build_model(cfg)
+    record["weights"], record["family"] = built.weights, built.family
+    record["frozen_encoder"] = built.frozen_encoder
+    record.update(built.record_fields)
+    metrics.add("build_time_s", time.perf_counter() - t, "s")
+    metrics.add("params_total", count_params(built.model.weights), "count")
+    metrics.add("params_trainable", count_params(built.model.trainable_weights), "count")
+    if built.family != "classical":  # numpy work in tf.numpy_function is invisible to the profiler: unknown, not 0
+        metrics.add("flops_per_image", flops_per_image(built.model, cfg.profile.image_size), "flops")
+    return built, metrics.rows
+
+
+def train_model(cfg: RunConfig, model: Any, data: Data, mode: Mode, record: Record) -> tuple[Mode, list[MetricRow]]:
+    """Training with validation, early stopping and precise BN where the profile has them; returns
+    the mode as Keras really compiled it. A run with nothing to train (a classical segmenter, a
+    cost run) only states its training time, 0, where it is evaluated."""
+    from bench.data import test_batches, train_batches
+    from bench.measure.precise_bn import recompute_batchnorm_statistics
+    from bench.measure.train import train
+    from bench.measure.validation import Validation
+
+    p = cfg.profile
+    metrics = Metrics()
+    train_time = 0.0
+    if count_params(model.trainable_weights) > 0 and cfg.trains:
+        batches = train_batches(
+            data.train, batch_size=p.batch_size, seed=cfg.seed, augment=p.augment, buffer_size=p.shuffle_buffer
+        )
+        # A second pipeline of its own seed: BatchNorm statistics come from training images as
+        # the training saw them (augmented), never from the validation or test images.
+        bn_batches = iter(train_batches(
+            data.train, batch_size=p.batch_size, seed=cfg.seed + 1, augment=p.augment, buffer_size=p.shuffle_buffer
+        )) if p.precise_bn_batches > 0 else None
+        validation = None if data.validation_split is None else Validation(
+            test_batches(data.validation, batch_size=p.batch_size), bn_batches, p.precise_bn_batches
+        )
+        result = train(
+            model, batches,
+            epochs=p.epochs,
+            steps_per_epoch=steps_per_epoch(p, data.train_size),
+            batch_size=p.batch_size,
+            learning_rate=p.learning_rate,
+            verbose=1 if sys.stdout.isatty() else 2,
+            jit_compile=mode.xla,
+            validation=validation,
+            patience=p.patience,
+        )
+        mode = mode.with_xla(result.jit_compile, "Keras compiled without XLA (a layer does not support it)")
+        record["history"] = result.history
+        record["training_stop"] = training_stop(result, epoch_cap=p.epochs, patience=p.patience)
+        record["stop_reason"] = record["training_stop"]["reason"]
+        train_time = result.train_time_s
+        metrics.add("train_throughput", result.train_throughput, "images/s")
+        metrics.add("train_first_step_s", result.first_step_s, "s")
+        metrics.add("epochs_run", result.epochs_run, "count")
+        metrics.add("best_epoch", result.best_epoch, "count")
+        metrics.add("val_miou", result.tested_val_miou, "ratio")
+        if validation is not None and validation.bn_batches_per_epoch:
+            # Validation recomputed the statistics before measuring each epoch, and the weights
+            # the run goes on with (the best epoch's, where early stopping restored them) carry
+            # the statistics that epoch was measured with: recomputing them again would test
+            # another model than the one validation chose.
+            record["precise_bn_layers"] = validation.bn_layers
+            record["precise_bn"] = "before every validation"
+        elif bn_batches is not None:
+            t = time.perf_counter()
+            record["precise_bn_layers"] = recompute_batchnorm_statistics(model, bn_batches, p.precise_bn_batches)
+            record["precise_bn"] = "before the test"
+            metrics.add("precise_bn_time_s", time.perf_counter() - t, "s")
+    if cfg.evaluated:  # a cost run trains nothing: no training time, not even 0
+        metrics.add("train_time_s", train_time, "s")
+    return mode, metrics.rows
+
+
+def training_memory(cfg: RunConfig, gpu: bool) -> tuple[float, list[MetricRow]]:
+    """On a GPU, training's peak device memory (building only, for a run that trains nothing),
+    then the counter reset so that inference's peak is its own; 0 and no row on a CPU."""
+    if not gpu:
+        return 0.0, []
+    import tensorflow as tf
+
+    metrics = Metrics()
+    peak_train_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+    if cfg.trains:
+        metrics.add("peak_train_device_mem_mb", peak_train_mb, "MB")
+    tf.config.experimental.reset_memory_stats("GPU:0")
+    return peak_train_mb, metrics.rows
+
+
+def prepare_inference(cfg: RunConfig, model: Any, mode: Mode) -> tuple[Any, Any, list[MetricRow]]:
+    """The traced forward pass (images -> logits, on the device) and the timed predict function
+    around it that every later phase calls, with the trace time and the first call's."""
+    from bench.measure.timing import example_batch, first_call_seconds, make_forward, make_predict_fn, trace_seconds
+
+    metrics = Metrics()
     forward = make_forward(model, jit_compile=mode.xla)
     metrics.add("inference_trace_s", trace_seconds(forward), "s")
     predict = make_predict_fn(model, forward)
-    metrics.add("inference_first_call_s", first_call_seconds(predict, example_batch(1, p.image_size)), "s")
-    mc_predict = None
-    if cfg.evaluated:
-        mc_predict = evaluate_on_test(cfg, model, forward, predict, test_ds, built.family, staging, record, metrics)
-    else:
-        record["notes"].append(
-            f"cost run: {cfg.model} was built and timed, never trained or evaluated (not in --trained-models "
-            f"{','.join(p.trained_models)}): its size, speed and memory are measured, its accuracy is not"
-        )
+    metrics.add("inference_first_call_s", first_call_seconds(predict, example_batch(1, cfg.profile.image_size)), "s")
+    return forward, predict, metrics.rows
 
+
+def time_inference(cfg: RunConfig, predict: Any, mc_predict: Any, record: Record) -> list[MetricRow]:
+    """Batch-1 latency (and the Monte-Carlo prediction's), throughput at the profile's batch and at
+    several batch sizes."""
+    from bench.measure.timing import example_batch, measure_latency, measure_throughput, throughput_by_batch
+
+    p = cfg.profile
+    metrics = Metrics()
     latency = measure_latency(predict, example_batch(1, p.image_size), p.timing)
     metrics.add("latency_p50_ms", latency.p50_ms, "ms")
     metrics.add("latency_p90_ms", latency.p90_ms, "ms")
@@ -267,32 +339,42 @@ def measure_run(cfg: RunConfig, staging: Path, record: dict[str, Any]) -> dict[s
         measure_throughput(predict, example_batch(p.timing.throughput_batch, p.image_size), p.timing),
         "images/s",
     )
-
     for batch, images_per_s in throughput_by_batch(predict, p.image_size, p.timing).items():
         metrics.add(f"inference_throughput_b{batch}", images_per_s, "images/s")
+    return metrics.rows
 
+
+def peak_memory(gpu: bool, peak_train_mb: float) -> list[MetricRow]:
+    """The process's peak RSS and, on a GPU, inference's and the run's peak device memory."""
+    metrics = Metrics()
     metrics.add("peak_rss_mb", peak_rss_mb(), "MB")
     if gpu:
+        import tensorflow as tf
+
         peak_inference_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
         metrics.add("peak_inference_device_mem_mb", peak_inference_mb, "MB")
         metrics.add("peak_device_mem_mb", max(peak_train_mb, peak_inference_mb), "MB")
-    # Last: it fills the device on purpose.
-    biggest = largest_batch(predict, p.image_size, p.timing, accelerator=gpu)
+    return metrics.rows
+
+
+def max_batch(cfg: RunConfig, predict: Any, gpu: bool, record: Record) -> list[MetricRow]:
+    """The largest batch that runs and its throughput (on a GPU; on a CPU the note says why not)."""
+    from bench.measure.timing import largest_batch
+
+    metrics = Metrics()
+    biggest = largest_batch(predict, cfg.profile.image_size, cfg.profile.timing, accelerator=gpu)
     metrics.add("inference_max_batch", biggest.batch, "count")
     metrics.add("inference_throughput_max_batch", biggest.images_per_s, "images/s")
     record["max_batch_note"] = biggest.note
-    record["metrics"] = metrics.rows
-    record["status"] = "ok"
-    return record
+    return metrics.rows
 
 
 def evaluate_on_test(
-    cfg: RunConfig, model: Any, forward: Any, predict: Any, test_ds: Any, family: str, staging: Path,
-    record: dict[str, Any], metrics: Metrics,
-) -> Any:
+    cfg: RunConfig, model: Any, forward: Any, predict: Any, test_ds: Any, family: str, staging: Path, record: Record,
+) -> tuple[Any, list[MetricRow]]:
     """The test split's evidence (``evidence.npz``), its metric rows, Monte-Carlo dropout where the
-    run has it, and the gallery (``predictions.npz``); returns the Monte-Carlo predict function or
-    ``None``."""
+    run has it, and the gallery (``predictions.npz``); returns the Monte-Carlo predict function
+    (or ``None``) and the rows."""
     from bench.data import test_batches
     from bench.evidence.metrics import evidence_metrics, scores
     from bench.evidence.ops import boundary_width, save_evidence
@@ -300,6 +382,7 @@ def evaluate_on_test(
     from segmodels.architectures.segnet import dropout_layers
 
     p = cfg.profile
+    metrics = Metrics()
     width = boundary_width(p.image_size)
     t = time.perf_counter()
     # A classical segmenter's one-hot scores are hard labels: no calibration for it (unknown, not 0).
@@ -333,7 +416,7 @@ def evaluate_on_test(
     pictures = gallery(predict, test_ds, p.gallery_size, mc_predict)
     if pictures:
         np.savez_compressed(staging / PREDICTIONS, **pictures)
-    return mc_predict
+    return mc_predict, metrics.rows
 
 
 def training_stop(result: TrainResult, *, epoch_cap: int, patience: int) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """A run's record: the one dict every stored run has, ok or failed, local or Ray.
 
-:func:`new_record` is the only constructor: the worker fills in what it measured, and a run that
-ended without writing its own record (killed, timed out, lost by Ray) gets :func:`failed_record`,
-which is a new record with the reason. :func:`finalize` then stamps what only the sweep knows.
-The fields are the contract of docs/results-schema.md; ``record.json`` is the source of truth the
+:class:`Record` declares every key a record may hold, with its type and who writes it; nothing
+else writes a key it does not declare (tests/store/test_record.py reads the code for it, and
+checks docs/results-schema.md's table of them). :func:`new_record` is the only constructor: the
+worker fills in what it measured, and a run that ended without writing its own record (killed,
+timed out, lost by Ray) gets :func:`failed_record`, which is a new record with the reason.
+:func:`finalize` then stamps what only the sweep knows. ``record.json`` is the source of truth the
 CSVs are rebuilt from.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from bench.clock import utc_now
 from bench.config.run_config import RunConfig
@@ -26,7 +28,77 @@ STOP_CAP_STILL_IMPROVING = "cap_still_improving"
 STOP_ALL_EPOCHS = "all_epochs"
 
 
-def new_record(cfg: RunConfig) -> dict[str, Any]:
+class MetricRow(TypedDict):
+    """One row of a record's tidy ``metrics`` list (and of metrics.csv)."""
+
+    metric: str
+    value: float
+    unit: str
+
+
+class Record(TypedDict, total=False):
+    """Every key of ``record.json``. The first block is what :func:`new_record` writes for every
+    run; the rest is written where a run has it (the module that writes it in brackets)."""
+
+    # --- every run (new_record) ---
+    run_id: str
+    model: str
+    architecture: str
+    backbone: str
+    seed: int
+    profile: str
+    dataset: str  # "synthetic" or "oxford_iiit_pet", once the worker loaded it
+    status: str  # "ok" or "failed"
+    error: str  # a failed run's one line
+    weights: str  # "none", "imagenet" or the random-init fallback's label
+    family: str  # "deep" or "classical"
+    executor: str  # "local" or "ray" (finalize)
+    host: str
+    wall_time_s: float | None  # the worker's own time (finalize)
+    started_at: str
+    finished_at: str | None
+    env: dict[str, Any]  # results.ENV_COLUMNS plus dataset_provenance (measure.envinfo)
+    config: dict[str, Any]  # RunConfig.as_dict(): the run's identity is recomputed from it
+    config_flat: dict[str, Any]
+    metrics: list[MetricRow]
+    history: list[dict[str, Any]]  # one row per epoch, results.HISTORY_COLUMNS
+    notes: list[str]  # what a reader must know about this run, in sentences
+    cost_only: bool  # built and timed, never trained or evaluated
+    stop_reason: str  # STOP_PLATEAU, STOP_CAP_STILL_IMPROVING, STOP_ALL_EPOCHS or "" (untrained)
+    # --- the speed mode it really ran in (config.modes.Mode.fields, measure.run) ---
+    precision: str
+    xla: str  # "on" or "off"
+    deterministic: bool
+    mode_note: str
+    # --- the model (measure.build, measure.run) ---
+    frozen_encoder: bool
+    classical_family: str  # "edge" or "region"
+    classical_description: str
+    replica_devices: list[str]  # with --gpus-per-run above 1
+    # --- training (measure.run) ---
+    validation_split: dict[str, Any]  # data.split.ValidationSplit.as_dict
+    training_stop: dict[str, Any]  # measure.run.training_stop
+    precise_bn: str  # "before every validation" or "before the test"
+    precise_bn_layers: int
+    # --- evaluation (measure.run) ---
+    confusion_matrix: list[list[int]]  # rows: true class
+    boundary_width_px: int
+    mc_dropout: dict[str, Any]  # samples, seed, dropout_layers
+    # --- timing (measure.run) ---
+    latency_calls: int
+    max_batch_note: str
+    # --- the worker and the executors ---
+    traceback: str  # a failed run's (execute.worker)
+    worker_time_s: float  # (execute.worker)
+    concurrent_runs: int  # runs executing at once when it ran (execute.local)
+    ray: dict[str, Any]  # task_options, since_submitted_s (execute.ray)
+
+
+#: Every key a record may hold, in the order :class:`Record` declares them.
+RECORD_FIELDS: tuple[str, ...] = tuple(Record.__annotations__)
+
+
+def new_record(cfg: RunConfig) -> Record:
     """A record of ``cfg`` with every field the tables need, ``failed`` until a worker says ``ok``."""
     return {
         "run_id": cfg.run_id,
@@ -58,7 +130,7 @@ def new_record(cfg: RunConfig) -> dict[str, Any]:
 
 def failed_record(
     cfg: RunConfig, error: str, *, started_at: str | None = None, peak_rss_mb: float = 0.0
-) -> dict[str, Any]:
+) -> Record:
     """The record of a run that ended without writing its own: its identity and why."""
     record = new_record(cfg)
     if started_at:
@@ -69,8 +141,8 @@ def failed_record(
 
 
 def finalize(
-    record: dict[str, Any], *, env_defaults: dict[str, Any], wall_time_s: float | None, executor: str
-) -> dict[str, Any]:
+    record: Record, *, env_defaults: dict[str, Any], wall_time_s: float | None, executor: str
+) -> Record:
     """Stamps what only the sweep knows: the sweep's environment under the worker's, the executor,
     the end time and the worker's wall time (of an ``ok`` run also as the ``wall_time_s`` metric;
     ``None`` where no worker reported one)."""
@@ -84,7 +156,7 @@ def finalize(
     return record
 
 
-def metric_row(metric: str, value: float | int, unit: str) -> dict[str, Any]:
+def metric_row(metric: str, value: float | int, unit: str) -> MetricRow:
     """One row of a record's tidy ``metrics`` list."""
     return {"metric": metric, "value": float(value), "unit": unit}
 
@@ -93,7 +165,7 @@ class Metrics:
     """A record's tidy metrics list, in the order they are measured; ``None`` values are left out."""
 
     def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[MetricRow] = []
 
     def add(self, metric: str, value: float | int | None, unit: str) -> None:
         if value is not None:

@@ -19,6 +19,7 @@ import pytest
 
 from bench.config.profiles import PROFILES
 from tests.support.commands import bench_cli, bench_cmd, plugin_env
+from tests.support.records import stored_records, undeclared_keys
 
 pytest.importorskip("bench.data", reason="bench.data (the data pipeline) is not there yet")
 
@@ -35,6 +36,20 @@ def _run(tmp_path: Path, out: Path, *args: str, timeout: float = 300, **env: str
 def _records(out: Path) -> dict[str, dict]:
     records = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
     return {r["architecture"]: r for r in records}
+
+
+#: A trained and evaluated network's metric rows on a CPU, in the order measure_run's phases add
+#: them: build, training, inference set-up, test evidence, timing, memory, and the sweep's wall time.
+UNET_SMOKE_METRIC_ORDER = [
+    "build_time_s", "params_total", "params_trainable", "flops_per_image",
+    "train_throughput", "train_first_step_s", "epochs_run", "best_epoch", "val_miou", "train_time_s",
+    "inference_trace_s", "inference_first_call_s",
+    "eval_time_s", "miou", "iou_pet", "iou_background", "iou_border", "pixel_accuracy", "mean_class_accuracy",
+    "miou_per_image", "fg_iou", "boundary_iou", "boundary_width_px", "ece", "nll", "brier",
+    "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms",
+    "inference_throughput", "inference_throughput_b1", "inference_throughput_b8", "inference_throughput_b32",
+    "peak_rss_mb", "wall_time_s",
+]
 
 
 def _metrics(record: dict) -> dict[str, float]:
@@ -88,6 +103,11 @@ def test_smoke_sweep_of_two_cheap_pairs_end_to_end(tmp_path: Path) -> None:
         assert keras_progress.search(log) and "SYNTHETIC stand-in" in log, log[-2000:]
     assert not keras_progress.search(done.stderr) and not keras_progress.search(done.stdout)
     assert done.stderr.count("seed 0: ok") == 2
+    records = stored_records(out)
+    assert [undeclared_keys(r) for r in records] == [set(), set()]
+    # The order of a record's metric rows is the order of measure_run's phases, pinned.
+    (unet,) = [r for r in records if r["model"] == "unet-mobilenetv2"]
+    assert [m["metric"] for m in unet["metrics"]] == UNET_SMOKE_METRIC_ORDER
 
     environment = (out / "environment.json").read_bytes()
     again = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "unet,deeplabv3", "--backbone", "mobilenetv2", "--out", str(out), "--no-report", timeout=120)

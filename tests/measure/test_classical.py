@@ -20,6 +20,7 @@ from bench.cli import resolve_pairs
 from bench.config.profiles import PROFILES
 from bench.plan.matrix import DataChoice, plan, select_models
 from tests.support.commands import bench_cli, plugin_env
+from tests.support.records import undeclared_keys
 
 METHODS = ["canny", "felzenszwalb", "otsu", "slic", "sobel", "watershed"]
 CLASSICAL = [("classical", m) for m in METHODS]
@@ -138,6 +139,7 @@ def test_classical_sweep_end_to_end_through_the_cli(tmp_path: Path) -> None:
     for run_id in runs["run_id"]:
         record = json.loads((out / "runs" / run_id / "record.json").read_text())
         families[record["model"]] = record["classical_family"]
+        assert undeclared_keys(record) == set()
         with np.load(out / "runs" / run_id / "predictions.npz") as npz:
             assert npz["predictions"].shape == npz["masks"].shape == (4, 64, 64)
             assert set(np.unique(npz["predictions"])) <= {0, 1, 2}

@@ -235,6 +235,7 @@ def test_smoke_sweep_stores_evidence_and_reproducible_mc_metrics_for_bayesian_se
     import json
 
     from tests.support.commands import bench_cli
+    from tests.support.records import undeclared_keys
 
     def sweep(out, *args):
         done = bench_cli(tmp_path, "run", "--profile", "smoke", "--backbone", "mobilenetv2", "--out", str(out),
@@ -248,6 +249,7 @@ def test_smoke_sweep_stores_evidence_and_reproducible_mc_metrics_for_bayesian_se
     b = sweep(tmp_path / "b", "--arch", "bayesian_segnet")
     first, again = a["bayesian_segnet"], b["bayesian_segnet"]
     assert first["run_id"] == again["run_id"] and first["mc_dropout"] == {"samples": 2, "seed": 0, "dropout_layers": 5}
+    assert undeclared_keys(first) == undeclared_keys(a["unet"]) == set()
     metrics = {m["metric"]: m["value"] for m in first["metrics"]}
     assert MC_METRICS | {"miou_per_image", "fg_iou", "boundary_iou", "ece", "nll", "brier"} <= set(metrics)
     assert metrics["mc_samples"] == 2 and metrics["boundary_width_px"] == first["boundary_width_px"] == 2
