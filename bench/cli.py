@@ -5,12 +5,16 @@ code 2 and no traceback, and nothing already stored is touched.
 
 Why one module of this size: the three commands and the checks each makes before anything is
 loaded or stored (profile, models, --out, the folder's context); the grammar is elsewhere.
+
+The project's imports that pull in pandas, TensorFlow or seaborn are made inside the command that
+needs them, each saying which (``# lazy: ...``): ``--help`` and a usage error answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import warnings
@@ -18,9 +22,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import segmodels
 from bench.arguments import UsageError, build_parser
+from bench.clock import format_duration
+from bench.config.modes import describe_profile_mode, fast_settings, local_gpus, mixed_modes_warning
 from bench.config.profiles import PROFILES, Profile, ProfileError
+from bench.config.run_config import matches_model
 from bench.execute.executor import EXIT_INTERRUPTED
+from bench.execute.limits import memory_problem
+from bench.measure import envinfo
+from bench.measure.build import imagenet_weights_available
+from bench.measure.devices import local_device_shortage
+from bench.plan.estimate import describe_estimate, describe_parts, estimates, run_part
+from segmodels.registry import PluginAPIDeprecationWarning, PluginError, architecture_names, suggest
 
 #: Where the committed reference results live (``results/<profile>``): read-only for sweeps.
 REFERENCE_RESULTS = Path("results")
@@ -36,7 +50,6 @@ EXIT_STORE = 74  # EX_IOERR: the store could not be written (disk full, ...)
 def resolve_profile(args: argparse.Namespace) -> Profile:
     """The named profile with the command line's overrides applied."""
     if args.profile not in PROFILES:
-        from segmodels.registry import suggest
 
         raise UsageError(f"unknown profile {args.profile!r}.{suggest(args.profile, PROFILES)} Profiles: {', '.join(PROFILES)}.")
     overrides = {
@@ -78,7 +91,6 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
 def fast_overrides(base: Profile) -> dict[str, Any]:
     """``--fast``: the fastest mode on this machine's device (:func:`bench.config.modes.fast_settings`),
     said on stderr; an eager profile (smoke) compiles nothing, so XLA stays off there."""
-    from bench.config.modes import fast_settings, local_gpus
 
     choice = fast_settings(local_gpus())
     settings = choice.settings()
@@ -92,8 +104,7 @@ def fast_overrides(base: Profile) -> dict[str, Any]:
 def check_model_globs(globs: Sequence[str], option: str = "--mc-models") -> None:
     """A ``--mc-models`` (or ``--trained-models``) glob that names no model is a usage error (a typo
     would silently do nothing)."""
-    from bench.config.run_config import matches_model
-    from bench.plan.matrix import all_models
+    from bench.plan.matrix import all_models  # lazy: pandas
 
     models = all_models()
     for glob in globs:
@@ -103,7 +114,7 @@ def check_model_globs(globs: Sequence[str], option: str = "--mc-models") -> None
 
 
 def check_data(text: str) -> str:
-    from bench.data import DataError, parse_source
+    from bench.data import DataError, parse_source  # lazy: TensorFlow
 
     try:
         parse_source(text)
@@ -114,9 +125,8 @@ def check_data(text: str) -> str:
 
 def resolve_pairs(args: argparse.Namespace, profile: Profile) -> list[tuple[str, str]]:
     """The pairs ``--arch`` and ``--backbone`` select; without ``--arch``, the profile's matrix."""
-    import segmodels
-    from bench.plan.matrix import select_models
-    from segmodels.classical import list_classical_models
+    from bench.plan.matrix import select_models  # lazy: pandas
+    from segmodels.classical import list_classical_models  # lazy: scikit-image and TensorFlow
 
     if args.arch is None:
         args.arch = ",".join(profile.models)
@@ -133,8 +143,7 @@ def resolve_pairs(args: argparse.Namespace, profile: Profile) -> list[tuple[str,
 
 def _nearest_model(args: argparse.Namespace) -> str:
     """" Did you mean ...?" for the first plain (glob-free) --arch or --backbone name that matches nothing."""
-    from bench.plan.matrix import all_models, split_globs
-    from segmodels.registry import suggest
+    from bench.plan.matrix import all_models, split_globs  # lazy: pandas
 
     models = all_models()
     archs = {a for a, _ in models} | {f"{a}-{b}" for a, b in models}
@@ -169,15 +178,15 @@ def check_out(out: Path) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any]]:
-    from bench.plan.matrix import plan, resolve_data
-    from bench.store.results import ResultsStore
+    from bench.plan.matrix import plan, resolve_data  # lazy: pandas
+    from bench.store.results import ResultsStore  # lazy: pandas
 
     profile = resolve_profile(args)
     pairs = resolve_pairs(args, profile)
     out = results_dir(args, profile)
     check_out(out)
     check_memory(profile, pairs, out, args.gpus_per_run)
-    from bench.data import DataError
+    from bench.data import DataError  # lazy: TensorFlow
 
     try:
         data = resolve_data(profile.data, profile.image_size)
@@ -191,7 +200,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
 def check_validation_split(profile: Profile, provenance: dict[str, Any]) -> None:
     """``--val-images`` must leave images to train on: refused here, before any run, rather than
     in every worker once its data is loaded."""
-    from bench.data.split import choose_validation
+    from bench.data.split import choose_validation  # lazy: TensorFlow
 
     if profile.val_images:
         try:
@@ -203,9 +212,8 @@ def check_validation_split(profile: Profile, provenance: dict[str, Any]) -> None
 
 def check_memory(profile: Profile, pairs: list[tuple[str, str]], out: Path, replicas: int) -> None:
     """Refuses, before any data is loaded, a sweep whose runs cannot fit in this machine's memory."""
-    from bench.execute.limits import memory_problem
-    from bench.plan.matrix import DataChoice, plan
-    from bench.store.results import ResultsStore
+    from bench.plan.matrix import DataChoice, plan  # lazy: pandas
+    from bench.store.results import ResultsStore  # lazy: pandas
 
     runs = plan(profile, pairs, DataChoice(profile.data, {}), replicas=replicas)
     problem = memory_problem(runs, ResultsStore(out).records() if out.is_dir() else [])
@@ -214,11 +222,9 @@ def check_memory(profile: Profile, pairs: list[tuple[str, str]], out: Path, repl
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
+    from tabulate import tabulate  # lazy: only `list` prints a table
 
-    from bench.clock import format_duration
-    from bench.plan.estimate import describe_estimate, describe_parts, estimates, run_part
-    from bench.plan.matrix import status
+    from bench.plan.matrix import status  # lazy: pandas
 
     profile, data, store, out, runs = _prepare(args)
     st = status(runs, store)
@@ -238,7 +244,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"Results: {out}")
     mine = store.context()
     if mine is not None and mine.get("context_id") != runs[0].context_id:
-        from bench.store.results import context_mismatch
+        from bench.store.results import context_mismatch  # lazy: pandas
 
         print(f"!! {context_mismatch(out, mine.get('context', {}), runs[0].context())}")
     print(tabulate(rows, headers=["model", "seed", "part", "status", "time", "run id"], tablefmt="github"))
@@ -259,9 +265,8 @@ def _companion_estimate(args: argparse.Namespace, profile: Profile, data: Any) -
     """The line of ``list`` for the profile's companion (``quick``: ``costs``), as ``nox -s bench``
     runs it: its default matrix into its default folder; empty without one, or when this command
     already names its own models or folder (the companion would not be the default's)."""
-    from bench.plan.estimate import describe_estimate, describe_parts, estimates
-    from bench.plan.matrix import plan, select_models, status
-    from bench.store.results import ResultsStore
+    from bench.plan.matrix import plan, select_models, status  # lazy: pandas
+    from bench.store.results import ResultsStore  # lazy: pandas
 
     if not profile.companion or args.out is not None or args.arch != ",".join(profile.models):
         return ""
@@ -287,7 +292,7 @@ def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
     if args.executor == "ray":
         if args.jobs is not None:
             raise UsageError("--jobs is for the local executor; on Ray the resources decide (see --cpus-per-run).")
-        from bench.execute.ray import RayExecutor, RaySettings
+        from bench.execute.ray import RayExecutor, RaySettings  # lazy: pandas
 
         settings = RaySettings(
             address=args.ray_address, gpus_per_run=args.gpus_per_run,
@@ -298,24 +303,20 @@ def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
     if given:
         raise UsageError(f"{', '.join(given)} only applies with --executor ray.")
     if args.gpus_per_run > 1:
-        from bench.measure.devices import local_device_shortage
 
         shortage = local_device_shortage(args.gpus_per_run)
         if shortage:
             raise UsageError(shortage)
-    from bench.execute.local import LocalExecutor
+    from bench.execute.local import LocalExecutor  # lazy: pandas
 
     return LocalExecutor(jobs=profile.jobs)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.execute.ray import RayExecutorError
-    from bench.execute.sweep import sweep
-    from bench.measure import envinfo
-    from bench.measure.build import imagenet_weights_available
-    from bench.plan.estimate import describe_estimate, estimates
-    from bench.plan.matrix import status
-    from bench.store.results import FolderNotOwnedError, StoreWriteError, SweepLockedError
+    from bench.execute.ray import RayExecutorError  # lazy: pandas
+    from bench.execute.sweep import sweep  # lazy: pandas
+    from bench.plan.matrix import status  # lazy: pandas
+    from bench.store.results import FolderNotOwnedError, StoreWriteError, SweepLockedError  # lazy: pandas
 
     profile, data, store, out, runs = _prepare(args)
     (context_id,) = {cfg.context_id for cfg in runs}  # one sweep, one comparison context
@@ -338,7 +339,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"Profile {profile.name}: {profile.description}", file=err)
             print(f"Data: {data.describe()}", file=err)
             print(f"Executor: {executor.describe()}", file=err)
-            from bench.config.modes import describe_profile_mode, local_gpus
 
             print(f"Speed mode: {describe_profile_mode(profile, accelerator=bool(local_gpus()))}", file=err)
             if data.synthetic and profile.data != "synthetic":
@@ -397,7 +397,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def warn_mixed_modes(records: list[dict[str, Any]], err: Any) -> None:
     """Says when runs ranked together ran in different effective speed modes (bench.config.modes)."""
-    from bench.config.modes import mixed_modes_warning
 
     warning = mixed_modes_warning(records)
     if warning:
@@ -411,7 +410,6 @@ def report_dir(args: argparse.Namespace) -> Path:
         return args.out
     name = args.profile or "quick"
     if name not in PROFILES:
-        from segmodels.registry import suggest
 
         raise UsageError(f"unknown profile {name!r}.{suggest(name, PROFILES)} Profiles: {', '.join(PROFILES)}.")
     local, reference = DEFAULT_RESULTS / name, REFERENCE_RESULTS / name
@@ -421,8 +419,7 @@ def report_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.store.results import ENVIRONMENT_JSON, ResultsStore, StoreWriteError, atomic_write_json
-    from segmodels.registry import architecture_names
+    from bench.store.results import ENVIRONMENT_JSON, ResultsStore, StoreWriteError, atomic_write_json  # lazy: pandas
 
     out = report_dir(args)
     # The page cites each ranked architecture's paper from the model library: a plugin that cannot
@@ -460,7 +457,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             if args.out is not None else f"no results in {out}: run `python -m bench run --profile {args.profile or 'quick'}` first."
         )
     try:
-        from bench.report import render_report
+        from bench.report import render_report  # lazy: seaborn and matplotlib
     except ImportError as error:
         print(f"error: the report is not available ({error}).", file=sys.stderr)
         return 1
@@ -471,7 +468,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def environment_problem(path: Path) -> str | None:
     """Why ``environment.json`` cannot be read by the report (``"was missing"``, ...), or ``None``."""
-    import json
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -485,14 +481,12 @@ def environment_problem(path: Path) -> str | None:
 def _refused(error: BaseException) -> bool:
     """Whether ``error`` is a results folder or a model plugin that the command cannot use: said in
     one line, like a bad option. Imported here: the store needs pandas, which --help does not."""
-    from bench.store.results import FolderNotOwnedError
-    from segmodels.registry import PluginError
+    from bench.store.results import FolderNotOwnedError  # lazy: pandas
 
     return isinstance(error, (FolderNotOwnedError, PluginError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from segmodels.registry import PluginAPIDeprecationWarning
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Python shows a DeprecationWarning only when __main__ raises it; a plugin that passes a
@@ -520,7 +514,7 @@ def render_after_sweep(results_dir: Path, out: TextIO = sys.stderr) -> Path | No
     """Renders the report after a sweep when ``bench.report`` is there; a failure is said, never
     fatal: the sweep's results are stored whatever the report does."""
     try:
-        from bench.report import render_report as render
+        from bench.report import render_report as render  # lazy: seaborn and matplotlib
     except ImportError as error:
         print(f"Report not rendered: bench.report is not available ({error}).", file=out)
         return None

@@ -7,13 +7,17 @@ used where they can be had and a fallback to random initialisation is said loudl
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import segmodels
 from bench.config.run_config import CLASSICAL, NUM_CLASSES, RunConfig
+from segmodels._network import host_unreachable
+from segmodels.registry import get_classical
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,9 @@ def build_model(cfg: RunConfig) -> BuiltModel:
     only when pretrained weights were really loaded and the profile asks for it: a frozen random
     encoder would be a benchmark of noise.
     """
-    import keras
+    import keras  # lazy: the worker sets Keras's environment before it loads
 
-    import segmodels
-    from segmodels import classical
-    from segmodels.registry import get_classical
+    from segmodels import classical  # lazy: scikit-image and TensorFlow, for classical runs only
 
     shape = (cfg.profile.image_size, cfg.profile.image_size, 3)
     if cfg.architecture == CLASSICAL:
@@ -96,10 +98,6 @@ _UNAVAILABLE = re.compile(r"not cached at (?P<path>\S+) and (?P<host>[\w.-]+) ca
 def imagenet_weights_available(record: dict[str, Any]) -> bool:
     """Whether the ImageNet weights that a run stored with random initialisation lacked can be had
     now: their file is in the Keras cache, or their host answers (never with SEGMODELS_OFFLINE=1)."""
-    import os
-
-    from segmodels._network import host_unreachable
-
     found = _UNAVAILABLE.search(str(record.get("weights", "")))
     if found is None:
         return False

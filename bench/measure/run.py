@@ -8,6 +8,10 @@ validation and precise BN), :func:`training_memory`, :func:`prepare_inference`,
 Monte-Carlo dropout where the profile asks; the gallery), :func:`time_inference`,
 :func:`peak_memory` and :func:`max_batch`. The rows land in the record's tidy ``metrics`` list in
 that order; every other field a phase writes is declared in :class:`bench.store.record.Record`.
+
+Keras and TensorFlow, and the modules that import them, are imported inside the phases (``# lazy``):
+they read the environment the worker sets (log level, Keras's backend) when they load, and a test
+or tool that imports this module for one helper does not pay for the rest.
 """
 
 from __future__ import annotations
@@ -22,14 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.config.modes import Mode, apply_mode
 from bench.config.run_config import CLASS_NAMES, CLASSICAL, RunConfig, steps_per_epoch
+from bench.measure import envinfo
 from bench.measure.build import BuiltModel, build_model
 from bench.measure.devices import peak_rss_mb, replica_strategy, split_cpu, virtual_devices
 from bench.store.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU, MetricRow, Metrics, Record
 from bench.store.results import EVIDENCE, PREDICTIONS
 
 if TYPE_CHECKING:  # these import TensorFlow or Keras, which a run imports only once it runs (start)
-    from bench.config.modes import Mode
     from bench.data.split import ValidationSplit
     from bench.measure.train import TrainResult
 
@@ -51,7 +56,7 @@ def evaluate(
         calibration: ``False`` for hard labels (classical segmenters): no calibration arrays.
         width: Boundary IoU's band width (default: :func:`bench.evidence.ops.boundary_width` of the size).
     """
-    from bench.evidence.ops import EvidenceAccumulator
+    from bench.evidence.ops import EvidenceAccumulator  # lazy: TensorFlow
 
     evidence = EvidenceAccumulator(width, forward=forward, calibration=calibration)
     for images, masks in test_batches:
@@ -66,7 +71,7 @@ def evaluate_mc(sample: Any, test_batches: Any, num_samples: int, *, width: int 
     histograms (:class:`bench.evidence.ops.MCDropoutAccumulator`) and the per-image evidence of the
     predictive mean (``mc_confusion`` ...). No T copies of a batch are held: one running sum.
     """
-    from bench.evidence.ops import MC_PER_IMAGE, EvidenceAccumulator, MCDropoutAccumulator
+    from bench.evidence.ops import MC_PER_IMAGE, EvidenceAccumulator, MCDropoutAccumulator  # lazy: TensorFlow
 
     curve = MCDropoutAccumulator(num_samples)
     per_image = EvidenceAccumulator(width)
@@ -80,7 +85,7 @@ def evaluate_mc(sample: Any, test_batches: Any, num_samples: int, *, width: int 
 def gallery(predict: Any, test_ds: Any, n: int, mc_predict: Any = None) -> dict[str, np.ndarray]:
     """The first ``n`` test images, their masks and predictions (predictions.npz); with
     ``mc_predict`` (images -> Monte-Carlo mean probabilities) also the predictive entropy."""
-    from bench.evidence.ops import predictive_entropy
+    from bench.evidence.ops import predictive_entropy  # lazy: TensorFlow
 
     images, masks = [], []
     for image, mask in test_ds.take(n):
@@ -162,8 +167,6 @@ def start(cfg: RunConfig, record: Record) -> tuple[Mode, bool]:
     import keras
     import tensorflow as tf
 
-    from bench.config.modes import apply_mode
-    from bench.measure import envinfo
 
     split_cpu(virtual_devices())
     record["env"] = envinfo.collect()
@@ -180,9 +183,8 @@ def start(cfg: RunConfig, record: Record) -> tuple[Mode, bool]:
 
 def load_data(cfg: RunConfig, record: Record) -> Data:
     """The dataset, checked against the sweep's fingerprint, and the run's validation split."""
-    from bench.data import load_pets
-    from bench.data.split import carve, choose_validation
-    from bench.measure import envinfo
+    from bench.data import load_pets  # lazy: TensorFlow (tf.data)
+    from bench.data.split import carve, choose_validation  # lazy: TensorFlow
 
     p = cfg.profile
     # The dataset is the same for every seed (seed 0 of the synthetic generator, as the sweep
@@ -212,7 +214,7 @@ def load_data(cfg: RunConfig, record: Record) -> Data:
 
 def build(cfg: RunConfig, record: Record) -> tuple[BuiltModel, list[MetricRow]]:
     """The model, its build time, parameter counts and FLOPs."""
-    from bench.measure.flops import flops_per_image
+    from bench.measure.flops import flops_per_image  # lazy: TensorFlow
 
     metrics = Metrics()
     t = time.perf_counter()
@@ -232,10 +234,10 @@ def train_model(cfg: RunConfig, model: Any, data: Data, mode: Mode, record: Reco
     """Training with validation, early stopping and precise BN where the profile has them; returns
     the mode as Keras really compiled it. A run with nothing to train (a classical segmenter, a
     cost run) only states its training time, 0, where it is evaluated."""
-    from bench.data import test_batches, train_batches
-    from bench.measure.precise_bn import recompute_batchnorm_statistics
-    from bench.measure.train import train
-    from bench.measure.validation import Validation
+    from bench.data import test_batches, train_batches  # lazy: TensorFlow (tf.data)
+    from bench.measure.precise_bn import recompute_batchnorm_statistics  # lazy: Keras
+    from bench.measure.train import train  # lazy: Keras
+    from bench.measure.validation import Validation  # lazy: Keras
 
     p = cfg.profile
     metrics = Metrics()
@@ -308,7 +310,13 @@ def training_memory(cfg: RunConfig, gpu: bool) -> tuple[float, list[MetricRow]]:
 def prepare_inference(cfg: RunConfig, model: Any, mode: Mode) -> tuple[Any, Any, list[MetricRow]]:
     """The traced forward pass (images -> logits, on the device) and the timed predict function
     around it that every later phase calls, with the trace time and the first call's."""
-    from bench.measure.timing import example_batch, first_call_seconds, make_forward, make_predict_fn, trace_seconds
+    from bench.measure.timing import (  # lazy: TensorFlow
+        example_batch,
+        first_call_seconds,
+        make_forward,
+        make_predict_fn,
+        trace_seconds,
+    )
 
     metrics = Metrics()
     forward = make_forward(model, jit_compile=mode.xla)
@@ -321,7 +329,12 @@ def prepare_inference(cfg: RunConfig, model: Any, mode: Mode) -> tuple[Any, Any,
 def time_inference(cfg: RunConfig, predict: Any, mc_predict: Any, record: Record) -> list[MetricRow]:
     """Batch-1 latency (and the Monte-Carlo prediction's), throughput at the profile's batch and at
     several batch sizes."""
-    from bench.measure.timing import example_batch, measure_latency, measure_throughput, throughput_by_batch
+    from bench.measure.timing import (  # lazy: TensorFlow
+        example_batch,
+        measure_latency,
+        measure_throughput,
+        throughput_by_batch,
+    )
 
     p = cfg.profile
     metrics = Metrics()
@@ -359,7 +372,7 @@ def peak_memory(gpu: bool, peak_train_mb: float) -> list[MetricRow]:
 
 def max_batch(cfg: RunConfig, predict: Any, gpu: bool, record: Record) -> list[MetricRow]:
     """The largest batch that runs and its throughput (on a GPU; on a CPU the note says why not)."""
-    from bench.measure.timing import largest_batch
+    from bench.measure.timing import largest_batch  # lazy: TensorFlow
 
     metrics = Metrics()
     biggest = largest_batch(predict, cfg.profile.image_size, cfg.profile.timing, accelerator=gpu)
@@ -375,11 +388,11 @@ def evaluate_on_test(
     """The test split's evidence (``evidence.npz``), its metric rows, Monte-Carlo dropout where the
     run has it, and the gallery (``predictions.npz``); returns the Monte-Carlo predict function
     (or ``None``) and the rows."""
-    from bench.data import test_batches
-    from bench.evidence.metrics import evidence_metrics, scores
-    from bench.evidence.ops import boundary_width, save_evidence
-    from bench.measure.timing import make_mc_predict_fn, make_mc_sample_fn
-    from segmodels.architectures.segnet import dropout_layers
+    from bench.data import test_batches  # lazy: TensorFlow (tf.data)
+    from bench.evidence.metrics import evidence_metrics, scores  # lazy: TensorFlow
+    from bench.evidence.ops import boundary_width, save_evidence  # lazy: TensorFlow
+    from bench.measure.timing import make_mc_predict_fn, make_mc_sample_fn  # lazy: TensorFlow
+    from segmodels.architectures.segnet import dropout_layers  # lazy: Keras
 
     p = cfg.profile
     metrics = Metrics()

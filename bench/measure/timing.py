@@ -82,7 +82,7 @@ def make_mc_sample_fn(model: Any, seed: int) -> Any:
     """
     import tensorflow as tf
 
-    from segmodels.architectures.segnet import mc_sampler
+    from segmodels.architectures.segnet import mc_sampler  # lazy: Keras, as TensorFlow above
 
     sampler = mc_sampler(model, seed)
     spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench.config.modes import LEGACY
 from bench.report import statistics as ev
 from bench.report import tables
 from bench.report.comparable import Selection
@@ -94,7 +95,6 @@ def _warnings(results: Results, runs: pd.DataFrame, superseded: pd.DataFrame, ta
 def _effective_modes(runs: pd.DataFrame) -> Counter[str]:
     """How many ok runs ran in each effective (precision, XLA, determinism) mode, as stored in
     runs.csv (rows from before these columns existed ran in :data:`bench.config.modes.LEGACY`)."""
-    from bench.config.modes import LEGACY
 
     ok = runs[runs["status"] == "ok"]
     counts: Counter[str] = Counter()
