@@ -38,7 +38,9 @@ def _wants_ray(args: list[str]) -> bool:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (the heavy models run in subprocesses, two workers at a time)."""
-    session.install("-e", ".[bench,test,ray]")
+    # JAX (the CPU build, ~100 MB) so that the backend tests run; PyTorch's CUDA build is GBs: its
+    # tests run where it is installed.
+    session.install("-e", ".[bench,test,ray,jax]")
     args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-m", "not perf"]
     session.run("pytest", *args, env=_env())
 

@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="backbone glob(s), comma-separated; a classical model's backbone is its method, e.g. 'canny' "
                  "(default: all)",
         )
+        p.add_argument(
+            "--backend",
+            help="Keras backend(s), comma-separated: tensorflow, jax, torch; several run each model once per "
+                 "backend, side by side (default: $KERAS_BACKEND, else tensorflow)",
+        )
         p.add_argument("--seeds", type=parse_seeds, help="seeds, e.g. '0,1,2' or '0-2' (default: the profile's)")
         p.add_argument("--data", help="auto | tfds | dir:PATH | synthetic (default: the profile's)")
         p.add_argument("--epochs", type=_int_at_least(1, "--epochs"))

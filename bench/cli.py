@@ -25,6 +25,15 @@ from typing import Any, TextIO
 import segmodels
 from bench.arguments import UsageError, build_parser
 from bench.clock import format_duration
+from bench.config.backends import (
+    INSTALL,
+    BackendError,
+    check_installed,
+    check_measurable,
+    default_backends,
+    installed,
+    parse_backends,
+)
 from bench.config.modes import describe_profile_mode, fast_settings, local_gpus, mixed_modes_warning
 from bench.config.profiles import PROFILES, Profile, ProfileError
 from bench.config.run_config import matches_model
@@ -182,6 +191,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
     from bench.store.results import ResultsStore  # lazy: pandas
 
     profile = resolve_profile(args)
+    backends = resolve_backends(args)
     pairs = resolve_pairs(args, profile)
     out = results_dir(args, profile)
     check_out(out)
@@ -194,7 +204,21 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
         raise UsageError(f"data source {profile.data!r} unusable: {error}") from None
     check_validation_split(profile, data.provenance)
     store = ResultsStore(out)
-    return profile, data, store, out, plan(profile, pairs, data, replicas=args.gpus_per_run)
+    return profile, data, store, out, plan(profile, pairs, data, replicas=args.gpus_per_run, backends=backends)
+
+
+def resolve_backends(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--backend`` (default ``$KERAS_BACKEND``, else TensorFlow); ``run`` refuses one that is not
+    installed, ``list`` plans it and says so."""
+    try:
+        backends = parse_backends(args.backend) if args.backend else default_backends()
+        if args.command == "run":
+            check_measurable(backends)
+            check_installed(backends)
+    except BackendError as error:
+        came_from = "" if args.backend else f" ($KERAS_BACKEND is {os.environ.get('KERAS_BACKEND')!r}: pass --backend)"
+        raise UsageError(f"{error}{came_from}") from None
+    return backends
 
 
 def check_validation_split(profile: Profile, provenance: dict[str, Any]) -> None:
@@ -231,14 +255,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     est = estimates(runs, store, data)
     done = {c.run_id for c in st.done}
     failed = {c.run_id for c in st.failed}
+    backends = list(dict.fromkeys(cfg.backend for cfg in runs))
+    several = len(backends) > 1
     rows = []
     for cfg in runs:
         record = st.stored.get(cfg.run_id) if cfg.run_id in done | failed else None
         state = "done" if cfg.run_id in done else ("FAILED" if cfg.run_id in failed else "to do")
         time_s = record["wall_time_s"] if record and record.get("wall_time_s") else est[cfg.run_id].seconds
         basis = "stored" if record else est[cfg.run_id].source
-        rows.append([cfg.model, cfg.seed, run_part(cfg), state, f"{format_duration(time_s)} ({basis})",
-                     record["run_id"] if record else cfg.run_id])
+        rows.append([cfg.model, *([cfg.backend] if several else []), cfg.seed, run_part(cfg), state,
+                     f"{format_duration(time_s)} ({basis})", record["run_id"] if record else cfg.run_id])
     print(f"Profile {profile.name}: {profile.description}")
     print(f"Data: {data.describe()}")
     print(f"Results: {out}")
@@ -247,7 +273,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         from bench.store.results import context_mismatch  # lazy: pandas
 
         print(f"!! {context_mismatch(out, mine.get('context', {}), runs[0].context())}")
-    print(tabulate(rows, headers=["model", "seed", "part", "status", "time", "run id"], tablefmt="github"))
+    headers = ["model", *(["backend"] if several else []), "seed", "part", "status", "time", "run id"]
+    print(tabulate(rows, headers=headers, tablefmt="github"))
+    for name in backends:
+        if not installed(name):
+            print(f"!! backend {name} is not installed here: `run` would refuse it (install it: {INSTALL[name]})")
     planned = f"{len(runs)} run{'s' * (len(runs) != 1)}"
     print(
         f"\n{planned}: {len(st.done)} done, {len(st.failed)} failed, {len(st.todo)} to do; "

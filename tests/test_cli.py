@@ -29,6 +29,9 @@ BAD = [
     (["run", "--profile", "smoke", "--arch", "unett"], "Did you mean 'unet'?"),
     (["run", "--profile", "smoke", "--backbone", "resnet5"], "Did you mean 'resnet50'?"),
     (["run", "--profile", "smoke", "--arch", "classical-cany"], "Did you mean 'classical-canny'?"),
+    (["run", "--profile", "smoke", "--backend", "theano"], "theano is not a Keras backend; choose from tensorflow, jax, torch"),
+    (["list", "--profile", "smoke", "--backend", "tensorflow,mxnet"], "mxnet is not a Keras backend"),
+    (["run", "--profile", "smoke", "--backend", "jax"], "the harness measures on tensorflow only so far"),
 ]
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.config.backends import DEFAULT_BACKEND
 from bench.config.profiles import Profile, TimingSpec
 from segmodels.registry import CLASSICAL_ARCHITECTURE as CLASSICAL
 from segmodels.trimap import CLASS_NAMES, NUM_CLASSES  # noqa: F401 (bench's import of the mask classes)
@@ -47,6 +48,8 @@ class RunConfig:
         replicas: Devices the model is trained on at once (``--gpus-per-run``): above 1, a
             ``tf.distribute.MirroredStrategy`` over that many GPUs, the global batch staying the
             profile's ``batch_size``.
+        backend: The Keras backend it computes on (:mod:`bench.config.backends`); in the identity
+            only where it is not TensorFlow, on which every run stored before it ran.
     """
 
     architecture: str
@@ -57,6 +60,7 @@ class RunConfig:
     dataset_fingerprint: str
     harness_version: int = HARNESS_VERSION
     replicas: int = 1
+    backend: str = DEFAULT_BACKEND
 
     @property
     def model(self) -> str:
@@ -228,6 +232,8 @@ def _digest(fields: dict[str, Any], length: int) -> str:
 #: RunConfig fields added after the first stored results, with the default they had implicitly.
 ADDED_FIELD_DEFAULTS: dict[str, Any] = {
     "replicas": 1,
+    # Every run stored before the backend was a choice ran on TensorFlow.
+    "backend": DEFAULT_BACKEND,
     # Speed modes. Every run stored before them ran in float32 with op determinism on, and so without XLA
     # on every device (Keras turns XLA off under op determinism), which is what ``xla="auto"``
     # resolves to whenever determinism is on: the defaults reproduce those runs exactly.

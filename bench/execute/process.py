@@ -155,6 +155,9 @@ def run_worker(
     env["PYTHONUNBUFFERED"] = "1"  # the log gets each line when it is printed, not at exit
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [*_package_roots(), env.get("PYTHONPATH", "")]))
     env["SEGBENCH_PARENT_PID"] = str(os.getpid())
+    # Keras reads its backend once, at its first import: the worker's environment is the only
+    # place to choose it, and the run's config the only source (never the sweep's own variable).
+    env["KERAS_BACKEND"] = cfg.backend
     started = utc_now()
     t0 = time.perf_counter()
     proc = subprocess.Popen(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -48,23 +49,82 @@ def _memory_bytes() -> int:
 
 
 def accelerators() -> list[str]:
-    """Names of the visible GPUs (empty on a CPU-only machine)."""
-    import tensorflow as tf
-
-    names = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        names.append(str(details.get("device_name", gpu.name)))
-    return names
+    """Names of the visible GPUs (empty on a CPU-only machine), as the run's backend sees them."""
+    return _backend_gpu()["names"]
 
 
-def _compute_capability() -> str:
-    """The first GPU's compute capability, e.g. ``8.0``."""
-    import tensorflow as tf
+def _backend_gpu() -> dict[str, Any]:
+    """What the run's backend says of its GPUs: names, CUDA and cuDNN versions, compute
+    capability and TF32 (empty values without a GPU). Only the run's backend is imported: on a
+    GPU, importing TensorFlow beside JAX would take device memory the run needs."""
+    import keras
 
-    details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
-    capability = details.get("compute_capability")
-    return f"{capability[0]}.{capability[1]}" if capability else ""
+    backend = keras.backend.backend()
+    none = {"names": [], "cuda": "", "cudnn": "", "capability": "", "tf32": ""}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return none
+        build = tf.sysconfig.get_build_info()
+        details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
+        capability = details[0].get("compute_capability")
+        return {
+            "names": [str(d.get("device_name", g.name)) for d, g in zip(details, gpus)],
+            "cuda": str(build.get("cuda_version", "")), "cudnn": str(build.get("cudnn_version", "")),
+            "capability": f"{capability[0]}.{capability[1]}" if capability else "",
+            "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
+        }
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        if not gpus:
+            return none
+        from jax._src.lib import cuda_versions  # the CUDA and cuDNN JAX loaded (a private module: guarded)
+
+        def version(name: str) -> str:
+            try:
+                return str(getattr(cuda_versions, name)())
+            except Exception:  # any error: a JAX without that query says nothing rather than failing the run
+                return ""
+
+        return {
+            "names": [d.device_kind for d in gpus], "cuda": version("cuda_runtime_get_version"),
+            "cudnn": version("cudnn_get_version"), "capability": str(getattr(gpus[0], "compute_capability", "")),
+            "tf32": jax.config.jax_default_matmul_precision in (None, "tensorfloat32", "default"),
+        }
+    import torch
+
+    if not torch.cuda.is_available():
+        return none
+    major, minor = torch.cuda.get_device_capability(0)
+    return {
+        "names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "cuda": str(torch.version.cuda or ""), "cudnn": str(torch.backends.cudnn.version() or ""),
+        "capability": f"{major}.{minor}", "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+    }
+
+
+def backend_versions() -> dict[str, str]:
+    """The run's Keras backend and the version of each backend package installed (read from the
+    package metadata: nothing is imported)."""
+    import keras
+
+    def installed_version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return ""
+
+    return {
+        "keras_backend": keras.backend.backend(),
+        "tf_version": installed_version("tensorflow") or installed_version("tensorflow-cpu"),
+        "jax_version": installed_version("jax"),
+        "jaxlib_version": installed_version("jaxlib"),
+        "torch_version": installed_version("torch"),
+    }
 
 
 def collect() -> dict[str, Any]:
@@ -73,25 +133,24 @@ def collect() -> dict[str, Any]:
     Returns:
         ``device, tf_version, keras_version, cuda_version, python_version, git_commit, date``,
         ``gpu_name, cudnn_version, tf32`` (empty without a GPU: TensorFloat-32 is a GPU setting;
-        ``tf32`` is whether float32 matmuls and convolutions may use it, TensorFlow's default on
-        Ampere and later), plus ``cpu``, ``cpu_count``, ``accelerators`` and
-        ``gpu_compute_capability`` for environment.json.
+        ``tf32`` is whether float32 matmuls and convolutions may use it), ``keras_backend`` and
+        the backend packages' versions, plus ``cpu``, ``cpu_count``, ``accelerators`` and
+        ``gpu_compute_capability`` for environment.json. CUDA and cuDNN are the run's backend's.
     """
     import keras
-    import tensorflow as tf
 
-    build = tf.sysconfig.get_build_info()
-    gpus = accelerators()
+    gpu = _backend_gpu()
+    gpus = gpu["names"]
     cpu = cpu_name()
     return {
         "device": gpus[0] if gpus else f"CPU: {cpu}",
-        "tf_version": tf.__version__,
+        **backend_versions(),
         "keras_version": keras.__version__,
-        "cuda_version": str(build.get("cuda_version", "")) if gpus else "",
+        "cuda_version": gpu["cuda"],
         "gpu_name": gpus[0] if gpus else "",
-        "cudnn_version": str(build.get("cudnn_version", "")) if gpus else "",
-        "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()) if gpus else "",
-        "gpu_compute_capability": _compute_capability() if gpus else "",
+        "cudnn_version": gpu["cudnn"],
+        "tf32": gpu["tf32"],
+        "gpu_compute_capability": gpu["capability"],
         "python_version": platform.python_version(),
         "git_commit": git_commit(),
         "date": utc_now(),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import segmodels
+from bench.config.backends import DEFAULT_BACKEND
 from bench.config.profiles import Profile
 from bench.config.run_config import CLASSICAL, RunConfig, matches_model
 from bench.store.results import ResultsStore
@@ -95,19 +96,24 @@ CLASSICAL_SEED = 0  # the methods draw no random numbers: one run per sweep, wha
 COST_SEED = 0
 
 
-def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice, *, replicas: int = 1) -> list[RunConfig]:
+def plan(
+    profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice, *, replicas: int = 1,
+    backends: Sequence[str] = (DEFAULT_BACKEND,),
+) -> list[RunConfig]:
     """The runs of ``pairs``, in a stable order: classical methods first (one run each, seed 0, on
     one device: they run NumPy), then one run per trained deep pair and seed, cheap backbones first,
     each on ``replicas`` devices, and last the cost runs of the networks the profile does not train
-    (one each, seed 0), so that the ranking is complete first."""
+    (one each, seed 0), so that the ranking is complete first. With several ``backends`` each
+    network's runs are planned once per backend, side by side; a classical method runs once, on the
+    first backend (its work is NumPy's, the same on every backend)."""
 
     fingerprint = str(data.provenance.get("fingerprint", ""))
     pairs = sorted(pairs, key=lambda ab: (ab[0] != CLASSICAL, _natural(ab[1]), ab[0]))
 
-    def config(a: str, b: str, seed: int, p: Profile, replicas: int = 1) -> RunConfig:
+    def config(a: str, b: str, seed: int, p: Profile, replicas: int = 1, backend: str = backends[0]) -> RunConfig:
         return RunConfig(
             architecture=a, backbone=b, seed=seed, profile=p, data=data.spec, dataset_fingerprint=fingerprint,
-            replicas=replicas,
+            replicas=replicas, backend=backend,
         )
 
     # A classical run carries the sweep's whole profile (its comparison context is the sweep's),
@@ -117,8 +123,8 @@ def plan(profile: Profile, pairs: Sequence[tuple[str, str]], data: DataChoice, *
     costed = [(a, b) for a, b in networks if (a, b) not in set(trained)]
     return (
         [config(a, b, CLASSICAL_SEED, profile) for a, b in pairs if a == CLASSICAL]
-        + [config(a, b, s, profile, replicas) for s in profile.seeds for a, b in trained]
-        + [config(a, b, COST_SEED, profile, replicas) for a, b in costed]
+        + [config(a, b, s, profile, replicas, k) for s in profile.seeds for a, b in trained for k in backends]
+        + [config(a, b, COST_SEED, profile, replicas, k) for a, b in costed for k in backends]
     )
 
 

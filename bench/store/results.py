@@ -73,6 +73,9 @@ ENV_COLUMNS = [
     "dataset_test_size", "synthetic",
     # What a GPU figure depends on, to tell two GPU runs apart (empty on CPU-only machines)
     "gpu_name", "cudnn_version", "tf32",
+    # The Keras backend the run computed on and the backends' versions (empty in rows stored before
+    # the backend was a choice: those ran on TensorFlow, tf_version says which)
+    "keras_backend", "jax_version", "jaxlib_version", "torch_version",
 ]
 METRIC_COLUMNS = [*RUN_KEY, "profile", "dataset", "metric", "value", "unit"]
 HISTORY_COLUMNS = [*RUN_KEY, "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_miou"]

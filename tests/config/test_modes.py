@@ -339,7 +339,9 @@ def test_environment_columns_are_appended_and_empty_without_a_gpu() -> None:
     from bench.measure.envinfo import collect
     from bench.store.results import ENV_COLUMNS
 
-    assert ENV_COLUMNS[-3:] == ["gpu_name", "cudnn_version", "tf32"]
+    # Appended after the older columns, whose order stays: the GPU's, then the backend's.
+    assert ENV_COLUMNS[-7:-4] == ["gpu_name", "cudnn_version", "tf32"]
+    assert ENV_COLUMNS[-4:] == ["keras_backend", "jax_version", "jaxlib_version", "torch_version"]
     assert ENV_COLUMNS[:2] == ["device", "tf_version"]
     env = collect()
     assert env["gpu_name"] == env["cudnn_version"] == env["tf32"] == ""
