@@ -50,7 +50,26 @@ def _memory_bytes() -> int:
 
 def accelerators() -> list[str]:
     """Names of the visible GPUs (empty on a CPU-only machine), as the run's backend sees them."""
-    return _backend_gpu()["names"]
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _backend_gpu()["names"]
+    import tensorflow as tf
+
+    names = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        names.append(str(details.get("device_name", gpu.name)))
+    return names
+
+
+def _compute_capability() -> str:
+    """The first GPU's compute capability as TensorFlow sees it, e.g. ``8.0``."""
+    import tensorflow as tf
+
+    details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+    capability = details.get("compute_capability")
+    return f"{capability[0]}.{capability[1]}" if capability else ""
 
 
 def _backend_gpu() -> dict[str, Any]:
@@ -64,16 +83,13 @@ def _backend_gpu() -> dict[str, Any]:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
-        if not gpus:
+        names = accelerators()
+        if not names:
             return none
         build = tf.sysconfig.get_build_info()
-        details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
-        capability = details[0].get("compute_capability")
         return {
-            "names": [str(d.get("device_name", g.name)) for d, g in zip(details, gpus)],
-            "cuda": str(build.get("cuda_version", "")), "cudnn": str(build.get("cudnn_version", "")),
-            "capability": f"{capability[0]}.{capability[1]}" if capability else "",
+            "names": names, "cuda": str(build.get("cuda_version", "")), "cudnn": str(build.get("cudnn_version", "")),
+            "capability": _compute_capability(),
             "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
         }
     if backend == "jax":

@@ -45,9 +45,10 @@ UNET_SMOKE_METRIC_ORDER = [
     "train_throughput", "train_first_step_s", "epochs_run", "best_epoch", "val_miou", "train_time_s",
     "inference_trace_s", "inference_first_call_s",
     "eval_time_s", "miou", "iou_pet", "iou_background", "iou_border", "pixel_accuracy", "mean_class_accuracy",
-    "miou_per_image", "fg_iou", "boundary_iou", "boundary_width_px", "ece", "nll", "brier",
+    "miou_per_image", "fg_iou", "dice_pet", "dice_pet_per_image", "precision_pet", "recall_pet",
+    "boundary_iou", "boundary_width_px", "ece", "nll", "brier",
     "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms",
-    "inference_throughput", "inference_throughput_b1", "inference_throughput_b8", "inference_throughput_b32",
+    "inference_throughput", "inference_throughput_b1", "inference_throughput_b2",
     "peak_rss_mb", "wall_time_s",
 ]
 
