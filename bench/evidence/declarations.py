@@ -221,8 +221,9 @@ METRICS: tuple[Metric, ...] = (
         columns=(Column("Dice pet", interval=True),),
         about=("**Dice pet**: the pet's Dice (F1), 2 TP / (2 TP + FP + FN) over the same pixels as the foreground "
                "IoU (true border ignored, predicted border not pet), the counts summed over images, so that it is "
-               "2 IoU / (1 + IoU) of the foreground IoU; its interval is made as the mIoU's. Its precision and "
-               "recall, and its mean over images, are in `metrics.csv`."),
+               "2 IoU / (1 + IoU) of the foreground IoU; its interval is made as the mIoU's. It is computed here from "
+               "each run's stored per-image confusion matrices, so runs stored before it existed have it too; runs "
+               "measured since also store it, its precision, recall and mean over images as rows of `metrics.csv`."),
     ),
     _confusion_metric("precision_pet", precision_counts),
     _confusion_metric("recall_pet", recall_counts),
