@@ -59,7 +59,6 @@ EXIT_STORE = 74  # EX_IOERR: the store could not be written (disk full, ...)
 def resolve_profile(args: argparse.Namespace) -> Profile:
     """The named profile with the command line's overrides applied."""
     if args.profile not in PROFILES:
-
         raise UsageError(f"unknown profile {args.profile!r}.{suggest(args.profile, PROFILES)} Profiles: {', '.join(PROFILES)}.")
     overrides = {
         "seeds": args.seeds, "data": args.data, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,
@@ -100,7 +99,6 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
 def fast_overrides(base: Profile) -> dict[str, Any]:
     """``--fast``: the fastest mode on this machine's device (:func:`bench.config.modes.fast_settings`),
     said on stderr; an eager profile (smoke) compiles nothing, so XLA stays off there."""
-
     choice = fast_settings(local_gpus())
     settings = choice.settings()
     if base.run_eagerly and settings["xla"] == "on":
@@ -333,7 +331,6 @@ def make_executor(args: argparse.Namespace, profile: Profile) -> Any:
     if given:
         raise UsageError(f"{', '.join(given)} only applies with --executor ray.")
     if args.gpus_per_run > 1:
-
         shortage = local_device_shortage(args.gpus_per_run)
         if shortage:
             raise UsageError(shortage)
@@ -427,7 +424,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def warn_mixed_modes(records: list[dict[str, Any]], err: Any) -> None:
     """Says when runs ranked together ran in different effective speed modes (bench.config.modes)."""
-
     warning = mixed_modes_warning(records)
     if warning:
         print(warning, file=err)
@@ -440,7 +436,6 @@ def report_dir(args: argparse.Namespace) -> Path:
         return args.out
     name = args.profile or "quick"
     if name not in PROFILES:
-
         raise UsageError(f"unknown profile {name!r}.{suggest(name, PROFILES)} Profiles: {', '.join(PROFILES)}.")
     local, reference = DEFAULT_RESULTS / name, REFERENCE_RESULTS / name
     if (local / "runs").is_dir() or not (reference / "runs").is_dir():
@@ -498,7 +493,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def environment_problem(path: Path) -> str | None:
     """Why ``environment.json`` cannot be read by the report (``"was missing"``, ...), or ``None``."""
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -517,7 +511,6 @@ def _refused(error: BaseException) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Python shows a DeprecationWarning only when __main__ raises it; a plugin that passes a
     # parameter due to be removed must be told, once per line, whatever module it is.
