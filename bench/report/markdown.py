@@ -34,6 +34,7 @@ from bench.report.sections import (
     significance,
 )
 from bench.report.summary import NO_EVIDENCE, EvidenceSummary
+from bench.report.training import UNTRAINED_COSTS
 
 #: The leading deep models: the reliability diagram's and the "lowest ECE" line's.
 LEADING = 4
@@ -186,6 +187,8 @@ class Page:
         evidence: What the per-image evidence says (:func:`bench.report.summary.evidence_summary`).
         placed: The figures drawn inside their sections (``intervals``, ``reliability``,
             ``mc_curve``, ``mc_gallery``), by key (None: nothing to say there).
+        costed: How many networks were only built and timed (their costs are after "Costs"):
+            "At a glance" says its claims leave them out.
     """
 
     results: Results
@@ -198,6 +201,7 @@ class Page:
     selection: Selection | None = None
     evidence: EvidenceSummary | None = None
     placed: dict[str, FigureEntry | None] = field(default_factory=dict)
+    costed: int = 0
 
 
 def build_markdown(page: Page) -> str:
@@ -238,6 +242,9 @@ def build_markdown(page: Page) -> str:
         "## At a glance",
         "",
         *[f"- {line}" for line in _at_a_glance(table, pareto, device, evidence)],
+        *([f"- **Not in these claims:** the {page.costed} network{'s' * (page.costed != 1)} of this sweep that "
+           f"{'were' if page.costed != 1 else 'was'} only built and timed, never trained or evaluated: their costs are under "
+           f"[{UNTRAINED_COSTS}](#{anchor(UNTRAINED_COSTS)}), with no accuracy claim."] if page.costed else []),
         "",
         "## Leaderboard",
         "",

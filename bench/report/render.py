@@ -269,6 +269,7 @@ def render_report(results_dir: Path) -> Path:
     extra += training.training_section(results, runs, table)
     extra += training.untrained_costs_section(costed, model_table(costed) if len(costed.runs) else costed.runs)
     page = Page(results=results, runs=runs, superseded=superseded, table=table, pareto=pareto, figures=entries,
-                after_costs=extra, selection=selection, evidence=evidence, placed=placed)
+                after_costs=extra, selection=selection, evidence=evidence, placed=placed,
+                costed=int(costed.runs["model"].nunique()) if len(costed.runs) else 0)
     atomic_write_text(md_path, build_markdown(page))
     return md_path

@@ -219,6 +219,10 @@ def test_cost_runs_are_never_ranked_and_get_a_table_without_accuracy(tmp_path: P
     table = rest.split("\n## ", 1)[0]
     assert "| fcn8s-resnet101 |" in table and "321.0 / 350.0" in table and "450.0" in table
     assert "mIoU" not in table and "nothing about how well it segments" in table
+    # "At a glance" ranks the evaluated models and says whom its claims leave out.
+    glance = text.split("## At a glance", 1)[1].split("\n## ", 1)[0]
+    assert "**Not in these claims:** the 1 network of this sweep that was only built and timed" in glance
+    assert "(#costs-of-the-networks-not-trained)" in glance
 
 
 def test_the_training_section_says_how_each_seed_stopped_and_marks_the_leaderboard(tmp_path: Path) -> None:
