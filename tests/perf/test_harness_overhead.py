@@ -5,14 +5,15 @@ U-Net MobileNetV2 at 128 px. The harness side is the harness's own path and its 
 (NaN guard, step timer, Keras progress) under the worker's seeding and op determinism, and the
 ``train_throughput`` it reports. The baseline is ``model.fit`` on the same images as in-memory
 NumPy arrays, timed by the wall clock over a second ``fit`` call (the first one traces), in a fresh
-process with TensorFlow's defaults. Each side runs in its own process, alternating, twice; the
-best of each is compared (the noise on a shared 2-core machine only ever slows a run down).
+process with TensorFlow's defaults. Each side runs in its own process, in alternating pairs; the
+median of the per-pair ratios is compared (see PAIRS).
 Run: ``python -m pytest tests/perf/test_harness_overhead.py -m perf -s``.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 
@@ -23,6 +24,11 @@ pytestmark = pytest.mark.perf
 BATCH = 16
 STEPS = 16
 MIN_RATIO = 0.95
+#: Alternating (bare, harness) pairs; the median of the per-pair ratios is compared. With two
+#: samples a side the best-of ratio moved by 0.1 between two runs of the same code (0.835, 0.823
+#: against bare fits of 19.8 and 25.1 images/s): a pair's two processes share the machine's state
+#: of the moment, and the median ignores the odd pair a neighbour slowed.
+PAIRS = 5
 
 SCRIPT = r'''
 import json, os, sys, time
@@ -67,14 +73,19 @@ def _measure(mode: str) -> float:
 
 def test_harness_training_throughput_is_within_5_percent_of_model_fit(record_property) -> None:
     harness, bare = [], []
-    for _ in range(2):
-        bare.append(_measure("bare"))
-        harness.append(_measure("harness"))
-    ratio = max(harness) / max(bare)
+    for pair in range(PAIRS):
+        # Each pair alternates which side goes first, so that a drift of the machine's speed over
+        # the test (thermal, a neighbour) falls on both sides alike.
+        for mode in ("bare", "harness") if pair % 2 == 0 else ("harness", "bare"):
+            (bare if mode == "bare" else harness).append(_measure(mode))
+    ratios = sorted(h / b for h, b in zip(harness, bare))
+    ratio = statistics.median(ratios)
     record_property("harness_images_per_s", harness)
     record_property("model_fit_images_per_s", bare)
+    record_property("ratios", ratios)
     print(
-        f"\nU-Net MobileNetV2, 128 px, batch {BATCH}: harness {[f'{v:.1f}' for v in harness]} images/s, "
-        f"model.fit on in-memory arrays {[f'{v:.1f}' for v in bare]} images/s; best/best = {ratio:.3f}"
+        f"\nU-Net MobileNetV2, 128 px, batch {BATCH}, {PAIRS} alternating pairs: harness "
+        f"{[f'{v:.1f}' for v in harness]} images/s, model.fit on in-memory arrays {[f'{v:.1f}' for v in bare]} "
+        f"images/s; harness/fit per pair {[f'{r:.3f}' for r in ratios]}, median {ratio:.3f}"
     )
     assert ratio >= MIN_RATIO
