@@ -16,8 +16,7 @@ from collections.abc import Mapping
 BACKENDS = ("tensorflow", "jax", "torch")
 #: Every run stored before backends were a choice ran on TensorFlow.
 DEFAULT_BACKEND = "tensorflow"
-#: The package each backend imports, and the pip requirement that brings it.
-PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+#: The pip command that brings each backend (its package has the backend's name).
 INSTALL = {
     "tensorflow": "pip install -e '.[bench]'",
     "jax": "pip install -e '.[bench,jax]'",
@@ -56,7 +55,7 @@ def default_backends(environ: Mapping[str, str] | None = None) -> tuple[str, ...
 
 def installed(backend: str) -> bool:
     """Whether the backend's package can be imported here (found, not imported: that takes seconds)."""
-    return importlib.util.find_spec(PACKAGES[backend]) is not None
+    return importlib.util.find_spec(backend) is not None
 
 
 def check_installed(backends: tuple[str, ...]) -> None:

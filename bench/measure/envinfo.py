@@ -98,12 +98,15 @@ def _backend_gpu() -> dict[str, Any]:
         gpus = [d for d in jax.devices() if d.platform == "gpu"]
         if not gpus:
             return none
-        from jax._src.lib import cuda_versions  # the CUDA and cuDNN JAX loaded (a private module: guarded)
 
         def version(name: str) -> str:
+            """The CUDA or cuDNN version JAX loaded, from a private module: a JAX without it, or
+            without that query, says nothing rather than failing the run."""
             try:
+                from jax._src.lib import cuda_versions
+
                 return str(getattr(cuda_versions, name)())
-            except Exception:  # any error: a JAX without that query says nothing rather than failing the run
+            except Exception:  # any error, as the docstring says
                 return ""
 
         return {
