@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 #: The backends Keras 3 runs on, by the name ``KERAS_BACKEND`` takes, in the order tables show them.
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -77,3 +78,45 @@ def check_measurable(backends: tuple[str, ...]) -> None:
             f"({', '.join(unsupported)}: its input pipeline, per-image evidence, timing and FLOPs still run "
             "TensorFlow code); the model library itself builds and trains on every backend"
         )
+
+
+def current() -> str:
+    """The backend Keras computes on in this process (imports Keras)."""
+    import keras  # lazy: Keras reads KERAS_BACKEND when it is first imported
+
+    return keras.backend.backend()
+
+
+def traced(fn: Callable[..., Any], *, jit_compile: bool = False, signature: Sequence[Any] | None = None) -> Callable[..., Any]:
+    """``fn`` (tensors -> tensors, written in ``keras.ops``) compiled the way this process's backend compiles.
+
+    TensorFlow: one ``tf.function`` (XLA with ``jit_compile``; ``signature`` is its input signature,
+    else shapes may vary without a retrace per batch size). JAX: ``jax.jit`` (always XLA; a new
+    batch size compiles once more). PyTorch: eager under ``torch.no_grad`` (nothing here needs a
+    gradient; compiled only where Keras compiles a model). Outputs stay on the device in every case.
+    """
+    backend = current()
+    if backend == "tensorflow":
+        import tensorflow as tf  # lazy: the TensorFlow backend only
+
+        if signature is not None:
+            return tf.function(fn, input_signature=list(signature), jit_compile=jit_compile)
+        return tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
+    if backend == "jax":
+        import jax  # lazy: the JAX backend only
+
+        return jax.jit(fn)
+    import torch  # lazy: the PyTorch backend only
+
+    def without_gradients(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return without_gradients
+
+
+def to_numpy(tensor: Any) -> Any:
+    """A backend tensor as a NumPy array; waits for the device (the sync every timed call ends with)."""
+    import keras  # lazy: see current()
+
+    return keras.ops.convert_to_numpy(tensor)
