@@ -29,12 +29,11 @@ from bench.config.backends import (
     INSTALL,
     BackendError,
     check_installed,
-    check_measurable,
     default_backends,
     installed,
     parse_backends,
 )
-from bench.config.modes import describe_profile_mode, fast_settings, local_gpus, mixed_modes_warning
+from bench.config.modes import backend_refusal, describe_profile_mode, fast_settings, local_gpus, mixed_modes_warning
 from bench.config.profiles import PROFILES, Profile, ProfileError
 from bench.config.run_config import matches_model
 from bench.execute.executor import EXIT_INTERRUPTED
@@ -190,6 +189,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Profile, Any, Any, Any, list[Any
 
     profile = resolve_profile(args)
     backends = resolve_backends(args)
+    for backend in backends:
+        refusal = backend_refusal(profile, backend, args.gpus_per_run)
+        if refusal:
+            raise UsageError(refusal)
     pairs = resolve_pairs(args, profile)
     out = results_dir(args, profile)
     check_out(out)
@@ -211,7 +214,6 @@ def resolve_backends(args: argparse.Namespace) -> tuple[str, ...]:
     try:
         backends = parse_backends(args.backend) if args.backend else default_backends()
         if args.command == "run":
-            check_measurable(backends)
             check_installed(backends)
     except BackendError as error:
         came_from = "" if args.backend else f" ($KERAS_BACKEND is {os.environ.get('KERAS_BACKEND')!r}: pass --backend)"
@@ -367,7 +369,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"Data: {data.describe()}", file=err)
             print(f"Executor: {executor.describe()}", file=err)
 
-            print(f"Speed mode: {describe_profile_mode(profile, accelerator=bool(local_gpus()))}", file=err)
+            swept = list(dict.fromkeys(cfg.backend for cfg in runs))
+            for backend in swept:
+                mode = describe_profile_mode(profile, accelerator=bool(local_gpus(backend)), backend=backend)
+                print(f"Speed mode{f' ({backend})' * (len(swept) > 1)}: {mode}", file=err)
             if data.synthetic and profile.data != "synthetic":
                 print("!! No real pet photos were found: this sweep runs on SYNTHETIC data. Its quality "
                       "numbers say nothing about real images.", file=err)

@@ -69,7 +69,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from scipy import ndimage as ndi
 from scipy import sparse
 from scipy.sparse import csgraph
@@ -338,8 +337,9 @@ class ClassicalSegmenter(keras.layers.Layer):
     """A classical method as a weightless Keras layer: images -> one-hot "logits".
 
     The output is exactly one-hot (float32), so ``argmax`` is ``segment``'s mask and the harness
-    evaluates and times a classical method as it does a network. It runs on the CPU through
-    ``tf.numpy_function``, one image at a time.
+    evaluates and times a classical method as it does a network. It runs on the CPU, one image at
+    a time, called from the backend's graph: ``tf.numpy_function`` on TensorFlow,
+    ``jax.pure_callback`` on JAX (inside a jitted function too), directly on PyTorch (eager).
 
     Args:
         method: A registered method, e.g. ``"canny"``.
@@ -356,11 +356,21 @@ class ClassicalSegmenter(keras.layers.Layer):
             masks[i] = segment(image, self.method)
         return np.eye(NUM_CLASSES, dtype=np.float32)[masks]
 
-    def call(self, images: tf.Tensor) -> tf.Tensor:
-        images = tf.convert_to_tensor(images, tf.float32)
-        onehot = tf.numpy_function(self._segment_batch, [images], tf.float32, stateful=False)
-        onehot.set_shape(images.shape[:-1].concatenate([NUM_CLASSES]))
-        return onehot
+    def call(self, images: Any) -> Any:
+        backend = keras.backend.backend()
+        images = keras.ops.cast(images, "float32")
+        if backend == "tensorflow":
+            import tensorflow as tf  # lazy: the TensorFlow backend only
+
+            onehot = tf.numpy_function(self._segment_batch, [images], tf.float32, stateful=False)
+            onehot.set_shape(images.shape[:-1].concatenate([NUM_CLASSES]))
+            return onehot
+        if backend == "jax":
+            import jax  # lazy: the JAX backend only
+
+            shape = jax.ShapeDtypeStruct((*images.shape[:-1], NUM_CLASSES), "float32")
+            return jax.pure_callback(lambda x: self._segment_batch(np.asarray(x)), shape, images)
+        return keras.ops.convert_to_tensor(self._segment_batch(keras.ops.convert_to_numpy(images)))
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return (*input_shape[:-1], NUM_CLASSES)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 #: The backends Keras 3 runs on, by the name ``KERAS_BACKEND`` takes, in the order tables show them.
@@ -25,11 +25,16 @@ INSTALL = {
 }
 
 
-#: The backends a run can measure on today. The model library builds and trains on all three,
-#: and the worker sets each one; the measuring path (tf.data input, the evidence ops, traced
-#: timing, FLOPs through TensorFlow's profiler, precise BN) is TensorFlow's still, so `run` refuses
-#: the others in one line rather than storing a failed record per model.
-MEASURABLE = ("tensorflow",)
+
+
+def ranked_backend(backends: Iterable[str]) -> str:
+    """The one backend whose runs a sweep ranks, of those it ran on: TensorFlow where it is among
+    them (the references ran on it), else the first of :data:`BACKENDS` there. Classical methods
+    run once, on it (their work is NumPy's); runs on other backends never pool with its seeds."""
+    present = set(backends)
+    if not present:
+        return DEFAULT_BACKEND
+    return next(name for name in BACKENDS if name in present)
 
 
 class BackendError(ValueError):
@@ -66,17 +71,6 @@ def check_installed(backends: tuple[str, ...]) -> None:
         fixes = "; ".join(f"{name}: {INSTALL[name]}" for name in missing)
         raise BackendError(
             f"--backend {','.join(backends)}: {', '.join(missing)} is not installed in this environment ({fixes})"
-        )
-
-
-def check_measurable(backends: tuple[str, ...]) -> None:
-    """Raises :class:`BackendError` for a backend the harness cannot measure on yet, saying why."""
-    unsupported = [name for name in backends if name not in MEASURABLE]
-    if unsupported:
-        raise BackendError(
-            f"--backend {','.join(backends)}: the harness measures on {', '.join(MEASURABLE)} only so far "
-            f"({', '.join(unsupported)}: its input pipeline, per-image evidence, timing and FLOPs still run "
-            "TensorFlow code); the model library itself builds and trains on every backend"
         )
 
 
@@ -120,3 +114,73 @@ def to_numpy(tensor: Any) -> Any:
     import keras  # lazy: see current()
 
     return keras.ops.convert_to_numpy(tensor)
+
+
+def environment(backend: str, *, deterministic: bool) -> dict[str, str]:
+    """The variables a worker on ``backend`` needs before its first import of the backend.
+
+    JAX reads XLA's flags when it starts: determinism on a GPU is XLA's deterministic-ops flag
+    (a CPU's XLA programs are deterministic already). PyTorch's deterministic cuBLAS needs its
+    workspace configured before CUDA starts (its ``use_deterministic_algorithms`` says so).
+    """
+    if not deterministic:
+        return {}
+    if backend == "jax":
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_gpu_deterministic_ops" not in flags:
+            flags = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+        return {"XLA_FLAGS": flags}
+    if backend == "torch":
+        return {"CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ":4096:8")}
+    return {}
+
+
+def probe_backend() -> str | None:
+    """The backend this process asks about the machine's GPUs: Keras's own if Keras is loaded,
+    else the first installed of :data:`BACKENDS` (``None``: none is)."""
+    import sys
+
+    if "keras" in sys.modules:
+        return current()
+    return next((name for name in BACKENDS if installed(name)), None)
+
+
+def local_gpus(backend: str | None = None) -> list[tuple[str, tuple[int, int] | None]]:
+    """This machine's GPUs as ``(name, compute capability)``, as ``backend`` sees them (empty
+    without one; default: :func:`probe_backend`)."""
+    backend = probe_backend() if backend is None else backend
+    if backend == "tensorflow":
+        import tensorflow as tf  # lazy: seconds to import
+
+        out = []
+        for gpu in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(gpu)
+            out.append((str(details.get("device_name", gpu.name)), details.get("compute_capability")))
+        return out
+    if backend == "jax":
+        import jax  # lazy: see above
+
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:  # no GPU platform: JAX raises rather than returning none
+            return []
+        return [(str(d.device_kind), _capability(getattr(d, "compute_capability", None))) for d in gpus]
+    if backend == "torch":
+        import torch  # lazy: see above
+
+        if not torch.cuda.is_available():
+            return []
+        return [
+            (torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i)))  # type: ignore[misc]
+            for i in range(torch.cuda.device_count())
+        ]
+    return []
+
+
+def _capability(text: str | None) -> tuple[int, int] | None:
+    """``"9.0"`` -> ``(9, 0)`` (JAX names a GPU's compute capability as text)."""
+    try:
+        major, minor = str(text).split(".")[:2]
+        return int(major), int(minor)
+    except ValueError:
+        return None

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.config import backends
 from bench.config.profiles import PRECISIONS, XLA_SETTINGS  # noqa: F401 (the modes' vocabulary, named where profiles validate it)
 from bench.config.run_config import record_context_id
 
@@ -43,7 +44,8 @@ class Mode:
         precision: The Keras dtype policy of the model (``float32``, ``mixed_float16``,
             ``mixed_bfloat16``).
         xla: Whether training (and inference) was compiled with XLA.
-        deterministic: Whether TensorFlow's op determinism was on.
+        deterministic: Whether determinism was on (TensorFlow's op determinism, PyTorch's
+            deterministic algorithms, XLA's deterministic ops on JAX).
         note: Why the mode is what it is where that is not literally what was asked (``auto``
             resolved, a fallback); empty otherwise.
     """
@@ -67,13 +69,27 @@ class Mode:
         return Mode(self.precision, compiled, self.deterministic, "; ".join(filter(None, [self.note, why])))
 
 
-def resolve_xla(setting: str, *, deterministic: bool, accelerator: bool, eager: bool, replicas: int = 1) -> tuple[bool, str]:
-    """Whether a run compiles with XLA, and why where ``setting`` is ``auto``.
+def resolve_xla(
+    setting: str, *, deterministic: bool, accelerator: bool, eager: bool, replicas: int = 1,
+    backend: str = backends.DEFAULT_BACKEND,
+) -> tuple[bool, str]:
+    """Whether a run compiles (with XLA; on PyTorch, through Keras's ``jit_compile``), and why
+    where that is not literally ``setting``.
 
-    ``auto`` is on for a single GPU without op determinism, off otherwise: on CPUs (3.2x slower
-    training measured here), under op determinism (Keras disables XLA then), under a
-    multi-device strategy (as Keras's own ``auto``), and when functions run eagerly.
+    TensorFlow: ``auto`` is on for a single GPU without op determinism, off otherwise: on CPUs
+    (3.2x slower training measured here), under op determinism (Keras disables XLA then), under a
+    multi-device strategy (as Keras's own ``auto``), and when functions run eagerly. JAX compiles
+    every step with XLA (``off`` is refused before a sweep: :func:`backend_refusal`); an eager
+    profile runs its training steps uncompiled there too. PyTorch runs eagerly unless ``on``.
     """
+    if backend == "jax":
+        if eager:
+            return False, "eager profile: JAX runs the training steps uncompiled"
+        return True, "" if setting == "on" else "xla auto -> on: JAX compiles every step with XLA"
+    if backend == "torch":
+        if setting == "on":
+            return True, "PyTorch compiles through Keras's jit_compile (torch.compile)"
+        return False, "" if setting == "off" else "xla auto -> off: PyTorch runs eagerly (--xla on compiles)"
     if setting == "on":
         return True, ""
     if setting == "off":
@@ -89,28 +105,55 @@ def resolve_xla(setting: str, *, deterministic: bool, accelerator: bool, eager: 
     return True, "xla auto -> on: GPU"
 
 
-def apply_mode(profile: Any, *, classical: bool = False, replicas: int = 1) -> Mode:
-    """Sets this process's op determinism and Keras dtype policy for ``profile``; the mode planned.
+def backend_refusal(profile: Any, backend: str, replicas: int = 1) -> str | None:
+    """Why ``backend`` cannot run ``profile``'s speed mode as asked (one line with the way out),
+    or ``None`` where it can."""
+    if backend == "jax" and profile.xla == "off" and not profile.run_eagerly:
+        return (
+            "--xla off cannot apply on --backend jax: JAX compiles every step with XLA and has no other mode; "
+            "use --xla auto (or on), or --backend tensorflow or torch for an uncompiled run"
+        )
+    if backend != "tensorflow" and replicas > 1:
+        return (
+            f"--gpus-per-run {replicas} cannot apply on --backend {backend}: several devices per run are "
+            "TensorFlow's MirroredStrategy in this harness; use --backend tensorflow, or one device per run"
+        )
+    return None
 
-    Call before the model is built (the dtype policy is read when layers are made). A classical
-    segmenter computes in NumPy: float32 and no XLA whatever the profile says (its note says so).
+
+def apply_mode(
+    profile: Any, *, classical: bool = False, replicas: int = 1, backend: str = backends.DEFAULT_BACKEND
+) -> Mode:
+    """Sets this process's determinism and Keras dtype policy for ``profile``; the mode planned.
+
+    Call before the model is built (the dtype policy is read when layers are made). Determinism is
+    TensorFlow's op determinism, PyTorch's deterministic algorithms, or on JAX XLA's
+    deterministic-ops flag, which the worker's environment set before JAX started
+    (:func:`bench.config.backends.environment`). A classical segmenter computes in NumPy: float32
+    and no XLA whatever the profile says (its note says so).
     """
     import keras
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
 
-    if profile.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        tf_config.disable_op_determinism()
+    if backend == "tensorflow":
+        import tensorflow as tf  # lazy: the TensorFlow backend only
+        from tensorflow.python.framework import config as tf_config
+
+        if profile.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        else:
+            tf_config.disable_op_determinism()
+    elif backend == "torch":
+        import torch  # lazy: the PyTorch backend only
+
+        torch.use_deterministic_algorithms(profile.deterministic)
     if classical:
         keras.mixed_precision.set_global_policy("float32")
         asked = profile.precision != "float32" or profile.xla == "on"
         return Mode("float32", False, profile.deterministic, "classical: NumPy, float32, no XLA" if asked else "")
     keras.mixed_precision.set_global_policy(profile.precision)
     xla, note = resolve_xla(
-        profile.xla, deterministic=profile.deterministic, accelerator=bool(tf.config.list_physical_devices("GPU")),
-        eager=profile.run_eagerly, replicas=replicas,
+        profile.xla, deterministic=profile.deterministic, accelerator=bool(local_gpus(backend)),
+        eager=profile.run_eagerly, replicas=replicas, backend=backend,
     )
     return Mode(profile.precision, xla, profile.deterministic, note)
 
@@ -155,15 +198,9 @@ def fast_settings(gpus: Iterable[tuple[str, tuple[int, int] | None]]) -> FastCho
     return FastChoice(precision, "on", False, f"GPU {name} ({cc}): {precision}, XLA on, op determinism off (Keras needs it off for XLA)")
 
 
-def local_gpus() -> list[tuple[str, tuple[int, int] | None]]:
-    """This machine's GPUs as ``(name, compute capability)`` (empty without one)."""
-    import tensorflow as tf
-
-    out = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        out.append((str(details.get("device_name", gpu.name)), details.get("compute_capability")))
-    return out
+def local_gpus(backend: str | None = None) -> list[tuple[str, tuple[int, int] | None]]:
+    """This machine's GPUs as ``(name, compute capability)`` (empty without one), as ``backend`` sees them."""
+    return backends.local_gpus(backend)
 
 
 # === What the report should know ===
@@ -201,8 +238,11 @@ def mixed_modes_warning(records: Iterable[dict[str, Any]]) -> str | None:
     )
 
 
-def describe_profile_mode(profile: Any, accelerator: bool) -> str:
+def describe_profile_mode(profile: Any, accelerator: bool, backend: str = backends.DEFAULT_BACKEND) -> str:
     """One line for the sweep's start: the mode asked for and what ``xla=auto`` becomes here."""
-    _, why = resolve_xla(profile.xla, deterministic=profile.deterministic, accelerator=accelerator, eager=profile.run_eagerly)
+    _, why = resolve_xla(
+        profile.xla, deterministic=profile.deterministic, accelerator=accelerator, eager=profile.run_eagerly,
+        backend=backend,
+    )
     xla = why.removeprefix("xla ") if why else profile.xla
     return f"precision {profile.precision}, XLA {xla}, op determinism {'on' if profile.deterministic else 'off'}"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench.clock import utc_now
+from bench.config import backends
 from bench.config.run_config import RunConfig
 from bench.execute.executor import SweepInterrupted
 from bench.store.record import failed_record, metric_row, read_record
@@ -158,6 +159,7 @@ def run_worker(
     # Keras reads its backend once, at its first import: the worker's environment is the only
     # place to choose it, and the run's config the only source (never the sweep's own variable).
     env["KERAS_BACKEND"] = cfg.backend
+    env.update(backends.environment(cfg.backend, deterministic=cfg.profile.deterministic))
     started = utc_now()
     t0 = time.perf_counter()
     proc = subprocess.Popen(

@@ -26,11 +26,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.config.backends import local_gpus, to_numpy
 from bench.config.modes import Mode, apply_mode
 from bench.config.run_config import CLASS_NAMES, CLASSICAL, RunConfig, steps_per_epoch
 from bench.measure import envinfo
 from bench.measure.build import BuiltModel, build_model
-from bench.measure.devices import peak_rss_mb, replica_strategy, split_cpu, virtual_devices
+from bench.measure.devices import (
+    device_peak_mb,
+    peak_rss_mb,
+    replica_strategy,
+    reset_device_peak,
+    split_cpu,
+    virtual_devices,
+)
 from bench.store.record import STOP_ALL_EPOCHS, STOP_CAP_STILL_IMPROVING, STOP_PLATEAU, MetricRow, Metrics, Record
 from bench.store.results import EVIDENCE, PREDICTIONS
 
@@ -56,7 +64,7 @@ def evaluate(
         calibration: ``False`` for hard labels (classical segmenters): no calibration arrays.
         width: Boundary IoU's band width (default: :func:`bench.evidence.ops.boundary_width` of the size).
     """
-    from bench.evidence.ops import EvidenceAccumulator  # lazy: TensorFlow
+    from bench.evidence.ops import EvidenceAccumulator  # lazy: Keras and its backend
 
     evidence = EvidenceAccumulator(width, forward=forward, calibration=calibration)
     for images, masks in test_batches:
@@ -71,7 +79,11 @@ def evaluate_mc(sample: Any, test_batches: Any, num_samples: int, *, width: int 
     histograms (:class:`bench.evidence.ops.MCDropoutAccumulator`) and the per-image evidence of the
     predictive mean (``mc_confusion`` ...). No T copies of a batch are held: one running sum.
     """
-    from bench.evidence.ops import MC_PER_IMAGE, EvidenceAccumulator, MCDropoutAccumulator  # lazy: TensorFlow
+    from bench.evidence.ops import (  # lazy: Keras and its backend
+        MC_PER_IMAGE,
+        EvidenceAccumulator,
+        MCDropoutAccumulator,
+    )
 
     curve = MCDropoutAccumulator(num_samples)
     per_image = EvidenceAccumulator(width)
@@ -85,7 +97,7 @@ def evaluate_mc(sample: Any, test_batches: Any, num_samples: int, *, width: int 
 def gallery(predict: Any, test_ds: Any, n: int, mc_predict: Any = None) -> dict[str, np.ndarray]:
     """The first ``n`` test images, their masks and predictions (predictions.npz); with
     ``mc_predict`` (images -> Monte-Carlo mean probabilities) also the predictive entropy."""
-    from bench.evidence.ops import predictive_entropy  # lazy: TensorFlow
+    from bench.evidence.ops import predictive_entropy  # lazy: Keras and its backend
 
     images, masks = [], []
     for image, mask in test_ds.take(n):
@@ -102,7 +114,7 @@ def gallery(predict: Any, test_ds: Any, n: int, mc_predict: Any = None) -> dict[
         "indices": np.arange(len(images), dtype=np.int64),
     }
     if mc_predict is not None:
-        pictures["uncertainty"] = predictive_entropy(mc_predict(batch)).numpy().astype(np.float16)
+        pictures["uncertainty"] = to_numpy(predictive_entropy(mc_predict(batch))).astype(np.float16)
     return pictures
 
 
@@ -115,14 +127,14 @@ def measure_run(cfg: RunConfig, staging: Path, record: Record) -> Record:
     # with --gpus-per-run N > 1 a MirroredStrategy keeps a copy on each device and Keras splits
     # every global batch of the profile's size across them. With one device it is the default
     # strategy, whose scope changes nothing.
-    strategy = replica_strategy(cfg.replicas)
+    strategy = replica_strategy(cfg.replicas, cfg.backend)
     if cfg.replicas > 1:
         record["replica_devices"] = [str(d) for d in strategy.extended.worker_devices]
     with strategy.scope():
         built, build_rows = build(cfg, record)
         mode, train_rows = train_model(cfg, built.model, data, mode, record)
     record.update(mode.fields())
-    peak_train_mb, train_memory_rows = training_memory(cfg, gpu)
+    training_peak, train_memory_rows = training_memory(cfg, gpu)
     forward, predict, inference_rows = prepare_inference(cfg, built.model, mode)
     if cfg.evaluated:
         mc_predict, test_rows = evaluate_on_test(
@@ -135,7 +147,7 @@ def measure_run(cfg: RunConfig, staging: Path, record: Record) -> Record:
             f"{','.join(cfg.profile.trained_models)}): its size, speed and memory are measured, its accuracy is not"
         )
     timing_rows = time_inference(cfg, predict, mc_predict, record)
-    memory_rows = peak_memory(gpu, peak_train_mb)
+    memory_rows = peak_memory(cfg.backend, gpu, training_peak)
     # Last: it fills the device on purpose.
     max_batch_rows = max_batch(cfg, predict, gpu, record)
     record["metrics"] = [
@@ -162,34 +174,44 @@ def start(cfg: RunConfig, record: Record) -> tuple[Mode, bool]:
     """The worker's devices, environment, seed and speed mode, before anything is built; returns
     the mode and whether a GPU is there."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Keras and TensorFlow load only here, once a worker runs: the worker has set the environment
-    # they read at import, and importing this module for its helpers stays cheap.
+    # Keras and its backend load only here, once a worker runs: the worker has set the environment
+    # they read at import (KERAS_BACKEND among it), and importing this module for its helpers
+    # stays cheap.
     import keras
-    import tensorflow as tf
 
-
-    split_cpu(virtual_devices())
+    if keras.backend.backend() != cfg.backend:
+        raise RuntimeError(
+            f"the run is on {cfg.backend} but Keras was imported on {keras.backend.backend()}: the worker sets "
+            "KERAS_BACKEND before Keras is imported, so something imported Keras first"
+        )
+    if cfg.backend == "tensorflow":
+        split_cpu(virtual_devices())
     record["env"] = envinfo.collect()
     keras.utils.set_random_seed(cfg.seed)
-    # Op determinism and the dtype policy, before anything is built; XLA is asked of Keras at
+    # Determinism and the dtype policy, before anything is built; XLA is asked of Keras at
     # compile time and the record says what Keras really did (bench.config.modes).
-    mode = apply_mode(cfg.profile, classical=cfg.architecture == CLASSICAL, replicas=cfg.replicas)
+    mode = apply_mode(cfg.profile, classical=cfg.architecture == CLASSICAL, replicas=cfg.replicas, backend=cfg.backend)
     record.update(mode.fields())  # a run that fails still says the mode it ran in
-    tf.config.run_functions_eagerly(cfg.profile.run_eagerly)
-    # Said once per tf.data function when running eagerly; the input pipeline is traced on purpose.
-    warnings.filterwarnings("ignore", message="Even though the `tf.config.experimental_run_functions_eagerly`")
-    return mode, bool(tf.config.list_physical_devices("GPU"))
+    if cfg.backend == "tensorflow":
+        import tensorflow as tf  # lazy: the TensorFlow backend only
+
+        tf.config.run_functions_eagerly(cfg.profile.run_eagerly)
+        # Said once per tf.data function when running eagerly; the input pipeline is traced on purpose.
+        warnings.filterwarnings("ignore", message="Even though the `tf.config.experimental_run_functions_eagerly`")
+    return mode, bool(local_gpus(cfg.backend))
 
 
 def load_data(cfg: RunConfig, record: Record) -> Data:
     """The dataset, checked against the sweep's fingerprint, and the run's validation split."""
-    from bench.data import load_pets  # lazy: TensorFlow (tf.data)
-    from bench.data.split import carve, choose_validation  # lazy: TensorFlow
+    from bench.data import load_pets  # lazy: NumPy arrays or tf.data
+    from bench.data.split import carve, choose_validation  # lazy: see load_pets
 
     p = cfg.profile
     # The dataset is the same for every seed (seed 0 of the synthetic generator, as the sweep
     # planned it); the run's seed drives weights, shuffling, augmentation and dropout.
-    splits = load_pets(cfg.data, image_size=p.image_size, seed=0)
+    # TensorFlow keeps its tf.data pipeline (the committed references were measured through it,
+    # batch for batch); every other backend reads the same images as decoded, resized arrays.
+    splits = load_pets(cfg.data, image_size=p.image_size, seed=0, as_arrays=cfg.backend != "tensorflow")
     provenance = splits.provenance.as_dict()
     record["env"].update(envinfo.dataset_columns(provenance))
     record["env"]["dataset_provenance"] = provenance
@@ -214,7 +236,7 @@ def load_data(cfg: RunConfig, record: Record) -> Data:
 
 def build(cfg: RunConfig, record: Record) -> tuple[BuiltModel, list[MetricRow]]:
     """The model, its build time, parameter counts and FLOPs."""
-    from bench.measure.flops import flops_per_image  # lazy: TensorFlow
+    from bench.measure.flops import flops_per_image  # lazy: Keras and its backend
 
     metrics = Metrics()
     t = time.perf_counter()
@@ -234,7 +256,7 @@ def train_model(cfg: RunConfig, model: Any, data: Data, mode: Mode, record: Reco
     """Training with validation, early stopping and precise BN where the profile has them; returns
     the mode as Keras really compiled it. A run with nothing to train (a classical segmenter, a
     cost run) only states its training time, 0, where it is evaluated."""
-    from bench.data import test_batches, train_batches  # lazy: TensorFlow (tf.data)
+    from bench.data import test_batches, train_batches  # lazy: the backend (tf.data on TensorFlow)
     from bench.measure.precise_bn import recompute_batchnorm_statistics  # lazy: Keras
     from bench.measure.train import train  # lazy: Keras
     from bench.measure.validation import Validation  # lazy: Keras
@@ -262,6 +284,7 @@ def train_model(cfg: RunConfig, model: Any, data: Data, mode: Mode, record: Reco
             learning_rate=p.learning_rate,
             verbose=1 if sys.stdout.isatty() else 2,
             jit_compile=mode.xla,
+            run_eagerly=p.run_eagerly and cfg.backend != "tensorflow",
             validation=validation,
             patience=p.patience,
         )
@@ -292,25 +315,31 @@ def train_model(cfg: RunConfig, model: Any, data: Data, mode: Mode, record: Reco
     return mode, metrics.rows
 
 
-def training_memory(cfg: RunConfig, gpu: bool) -> tuple[float, list[MetricRow]]:
-    """On a GPU, training's peak device memory (building only, for a run that trains nothing),
-    then the counter reset so that inference's peak is its own; 0 and no row on a CPU."""
-    if not gpu:
-        return 0.0, []
-    import tensorflow as tf
+@dataclass(frozen=True)
+class TrainingPeak:
+    """Training's peak device memory (0 on a CPU), and whether the counter restarted after it so
+    that inference's peak is its own (JAX keeps one peak per process: it does not)."""
 
+    mb: float = 0.0
+    restarted: bool = False
+
+
+def training_memory(cfg: RunConfig, gpu: bool) -> tuple[TrainingPeak, list[MetricRow]]:
+    """On a GPU, training's peak device memory (building only, for a run that trains nothing),
+    then the counter reset where the backend can; nothing and no row on a CPU."""
+    peak_train_mb = device_peak_mb(cfg.backend) if gpu else None
+    if peak_train_mb is None:
+        return TrainingPeak(), []
     metrics = Metrics()
-    peak_train_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
     if cfg.trains:
         metrics.add("peak_train_device_mem_mb", peak_train_mb, "MB")
-    tf.config.experimental.reset_memory_stats("GPU:0")
-    return peak_train_mb, metrics.rows
+    return TrainingPeak(peak_train_mb, reset_device_peak(cfg.backend)), metrics.rows
 
 
 def prepare_inference(cfg: RunConfig, model: Any, mode: Mode) -> tuple[Any, Any, list[MetricRow]]:
     """The traced forward pass (images -> logits, on the device) and the timed predict function
     around it that every later phase calls, with the trace time and the first call's."""
-    from bench.measure.timing import (  # lazy: TensorFlow
+    from bench.measure.timing import (  # lazy: Keras and its backend
         example_batch,
         first_call_seconds,
         make_forward,
@@ -320,7 +349,7 @@ def prepare_inference(cfg: RunConfig, model: Any, mode: Mode) -> tuple[Any, Any,
 
     metrics = Metrics()
     forward = make_forward(model, jit_compile=mode.xla)
-    metrics.add("inference_trace_s", trace_seconds(forward), "s")
+    metrics.add("inference_trace_s", trace_seconds(forward, cfg.profile.image_size), "s")
     predict = make_predict_fn(model, forward)
     metrics.add("inference_first_call_s", first_call_seconds(predict, example_batch(1, cfg.profile.image_size)), "s")
     return forward, predict, metrics.rows
@@ -329,7 +358,7 @@ def prepare_inference(cfg: RunConfig, model: Any, mode: Mode) -> tuple[Any, Any,
 def time_inference(cfg: RunConfig, predict: Any, mc_predict: Any, record: Record) -> list[MetricRow]:
     """Batch-1 latency (and the Monte-Carlo prediction's), throughput at the profile's batch and at
     several batch sizes."""
-    from bench.measure.timing import (  # lazy: TensorFlow
+    from bench.measure.timing import (  # lazy: Keras and its backend
         example_batch,
         measure_latency,
         measure_throughput,
@@ -357,22 +386,22 @@ def time_inference(cfg: RunConfig, predict: Any, mc_predict: Any, record: Record
     return metrics.rows
 
 
-def peak_memory(gpu: bool, peak_train_mb: float) -> list[MetricRow]:
-    """The process's peak RSS and, on a GPU, inference's and the run's peak device memory."""
+def peak_memory(backend: str, gpu: bool, training: TrainingPeak) -> list[MetricRow]:
+    """The process's peak RSS and, on a GPU, inference's (where the backend counts it on its own)
+    and the run's peak device memory."""
     metrics = Metrics()
     metrics.add("peak_rss_mb", peak_rss_mb(), "MB")
-    if gpu:
-        import tensorflow as tf
-
-        peak_inference_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-        metrics.add("peak_inference_device_mem_mb", peak_inference_mb, "MB")
-        metrics.add("peak_device_mem_mb", max(peak_train_mb, peak_inference_mb), "MB")
+    peak_mb = device_peak_mb(backend) if gpu else None
+    if peak_mb is not None:
+        if training.restarted:
+            metrics.add("peak_inference_device_mem_mb", peak_mb, "MB")
+        metrics.add("peak_device_mem_mb", max(training.mb, peak_mb), "MB")
     return metrics.rows
 
 
 def max_batch(cfg: RunConfig, predict: Any, gpu: bool, record: Record) -> list[MetricRow]:
     """The largest batch that runs and its throughput (on a GPU; on a CPU the note says why not)."""
-    from bench.measure.timing import largest_batch  # lazy: TensorFlow
+    from bench.measure.timing import largest_batch  # lazy: Keras and its backend
 
     metrics = Metrics()
     biggest = largest_batch(predict, cfg.profile.image_size, cfg.profile.timing, accelerator=gpu)
@@ -388,10 +417,10 @@ def evaluate_on_test(
     """The test split's evidence (``evidence.npz``), its metric rows, Monte-Carlo dropout where the
     run has it, and the gallery (``predictions.npz``); returns the Monte-Carlo predict function
     (or ``None``) and the rows."""
-    from bench.data import test_batches  # lazy: TensorFlow (tf.data)
-    from bench.evidence.metrics import evidence_metrics, scores  # lazy: TensorFlow
-    from bench.evidence.ops import boundary_width, save_evidence  # lazy: TensorFlow
-    from bench.measure.timing import make_mc_predict_fn, make_mc_sample_fn  # lazy: TensorFlow
+    from bench.data import test_batches  # lazy: the backend (tf.data on TensorFlow)
+    from bench.evidence.metrics import evidence_metrics, scores  # lazy: Keras and its backend
+    from bench.evidence.ops import boundary_width, save_evidence  # lazy: Keras and its backend
+    from bench.measure.timing import make_mc_predict_fn, make_mc_sample_fn  # lazy: Keras and its backend
     from segmodels.architectures.segnet import dropout_layers  # lazy: Keras
 
     p = cfg.profile

@@ -1,7 +1,8 @@
 """Inference latency and throughput, measured the way MMSegmentation's benchmark does.
 
-One callable is timed everywhere: :func:`make_predict_fn` builds it (a traced ``tf.function`` of
-the model in inference mode that returns a NumPy array, so every call waits for the device), and
+One callable is timed everywhere: :func:`make_predict_fn` builds it (the model in inference mode,
+compiled as the run's Keras backend compiles, returning a NumPy array, so every call waits for
+the device), and
 the pytest-benchmark suite (``tests/perf``) times the very same callable, so the two figures can be
 cross-checked. Warm-up calls (tracing, allocator) are excluded; the number of timed calls is
 bounded by both a count and a time so that fast models get stable percentiles and slow ones do
@@ -20,30 +21,80 @@ from typing import Any
 
 import numpy as np
 
+from bench.config import backends
 from bench.config.profiles import TimingSpec
 
 PredictFn = Callable[[Any], np.ndarray]
 
 
 def make_forward(model: Any, jit_compile: bool = False) -> Any:
-    """``images (B, H, W, 3) -> logits``: the model in inference mode as one traced ``tf.function``.
+    """``images (B, H, W, 3) -> logits`` on the device: the model in inference mode, compiled the
+    way the run's Keras backend compiles.
 
-    It is traced once for any batch size (tracing a ResNet-152 model costs seconds on a CPU, and
-    evaluation, the gallery, latency and throughput use four batch sizes); the evaluation's
-    evidence step calls it inside its own traced step, which reuses this trace. With
-    ``jit_compile`` XLA compiles it, again for each new batch size at its first call of that size.
+    TensorFlow: one ``tf.function`` traced once for any batch size (tracing a ResNet-152 model
+    costs seconds on a CPU, and evaluation, the gallery, latency and throughput use four batch
+    sizes); the evaluation's evidence step calls it inside its own traced step, which reuses this
+    trace; with ``jit_compile`` XLA compiles it, again for each new batch size at its first call.
+    JAX: :class:`StatelessForward` (XLA always). PyTorch: the model called eagerly without
+    gradients (``jit_compile`` is Keras's, at training, where a profile asks for it).
     """
-    import tensorflow as tf
+    backend = backends.current()
+    if backend == "tensorflow":
+        import tensorflow as tf  # lazy: the TensorFlow backend only
 
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    return tf.function(lambda x: model(x, training=False), input_signature=[spec], jit_compile=jit_compile)
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        return tf.function(lambda x: model(x, training=False), input_signature=[spec], jit_compile=jit_compile)
+    if backend == "jax":
+        return StatelessForward(model)
+    return backends.traced(lambda x: model(x, training=False))
 
 
-def trace_seconds(forward: Any) -> float:
+class StatelessForward:
+    """A Keras model on JAX as one jitted pure function of its variables and the images.
+
+    The variables are arguments, not constants of the compiled program: a model traced with its
+    weights closed over would have them copied into the program (1.8 GB for an FCN on ResNet), and
+    would go on computing with the weights it was traced with. With ``training`` and a model whose
+    dropout layers draw seeds (a Monte-Carlo sampler), each call threads the seed generators'
+    state on, so every call draws new masks and the same calls give the same samples.
+    """
+
+    def __init__(self, model: Any, *, softmax: bool = False) -> None:
+        import jax  # lazy: the JAX backend only
+        import keras
+
+        self.model, self.input_shape = model, model.input_shape
+
+        def pure(trainable: Any, non_trainable: Any, images: Any) -> tuple[Any, Any]:
+            out, non_trainable = model.stateless_call(trainable, non_trainable, images, training=False)
+            if softmax:
+                out = keras.ops.softmax(keras.ops.cast(out, "float32"), axis=-1)
+            return out, non_trainable
+
+        self._pure = jax.jit(pure)
+        self._trainable = [v.value for v in model.trainable_variables]
+        self._non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def __call__(self, images: Any) -> Any:
+        out, self._non_trainable = self._pure(self._trainable, self._non_trainable, images)
+        return out
+
+    def trace(self, batch: Any) -> None:
+        """Traces and lowers the function for ``batch``'s shape without running it."""
+        self._pure.lower(self._trainable, self._non_trainable, batch)
+
+
+def trace_seconds(forward: Any, image_size: int | None = None) -> float:
     """Traces ``forward`` (a :func:`make_forward`) now and returns how long it took; later calls
-    reuse the trace, so the first call's time is compilation, autotuning and allocation only."""
+    reuse the trace, so the first call's time is compilation, autotuning and allocation only.
+    TensorFlow traces once for every batch size; JAX traces (and lowers) at batch 1, the first
+    call's size (``image_size``, default the model's input size); an eager PyTorch forward has
+    nothing to trace (0 s)."""
     t = time.perf_counter()
-    forward.get_concrete_function()
+    if hasattr(forward, "get_concrete_function"):
+        forward.get_concrete_function()
+    elif isinstance(forward, StatelessForward):
+        forward.trace(example_batch(1, image_size or forward.input_shape[1]))
     return time.perf_counter() - t
 
 
@@ -58,8 +109,9 @@ def first_call_seconds(predict: PredictFn, batch: Any) -> float:
 def make_predict_fn(model: Any, forward: Any = None) -> PredictFn:
     """The timed callable: ``images (B, H, W, 3) -> logits as np.ndarray``, device-synchronised.
 
-    ``.numpy()`` copies the result to the host, which waits for the device to finish; on a GPU
-    without it a call would only time the kernel launches.
+    Copying the result to the host waits for the device to finish (every backend); on a GPU
+    without it a call would only time the kernel launches (JAX and PyTorch dispatch asynchronously
+    too).
 
     Args:
         forward: The model's :func:`make_forward`, where the caller has it already (one trace).
@@ -67,29 +119,37 @@ def make_predict_fn(model: Any, forward: Any = None) -> PredictFn:
     forward = make_forward(model) if forward is None else forward
 
     def predict(images: Any) -> np.ndarray:
-        return forward(images).numpy()
+        return backends.to_numpy(forward(images))
 
     return predict
 
 
 def make_mc_sample_fn(model: Any, seed: int) -> Any:
-    """``images -> softmax probabilities`` of one Monte-Carlo dropout pass, traced once.
+    """``images -> softmax probabilities`` of one Monte-Carlo dropout pass, compiled once.
 
     The sampling is :func:`segmodels.architectures.segnet.mc_sampler`'s (every dropout layer on,
     BatchNorm in inference mode, masks seeded by ``seed``): each call draws new masks, and the
     same seed and the same calls give the same samples. Raises ``ValueError`` for a model without
     dropout.
     """
-    import tensorflow as tf
+    import keras
 
-    from segmodels.architectures.segnet import mc_sampler  # lazy: Keras, as TensorFlow above
+    from segmodels.architectures.segnet import mc_sampler  # lazy: Keras
 
     sampler = mc_sampler(model, seed)
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-    return tf.function(
-        lambda x: tf.nn.softmax(tf.cast(sampler(x, training=False), tf.float32), axis=-1),
-        input_signature=[spec], jit_compile=False,
-    )
+    backend = backends.current()
+    if backend == "jax":
+        return StatelessForward(sampler, softmax=True)
+
+    def sample(x: Any) -> Any:
+        return keras.ops.softmax(keras.ops.cast(sampler(x, training=False), "float32"), axis=-1)
+
+    if backend == "tensorflow":
+        import tensorflow as tf  # lazy: the TensorFlow backend only
+
+        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+        return tf.function(sample, input_signature=[spec], jit_compile=False)
+    return backends.traced(sample)
 
 
 def make_mc_predict_fn(sample: Any, num_samples: int) -> PredictFn:
@@ -99,17 +159,17 @@ def make_mc_predict_fn(sample: Any, num_samples: int) -> PredictFn:
         total = sample(images)
         for _ in range(num_samples - 1):
             total += sample(images)
-        return (total / num_samples).numpy()
+        return backends.to_numpy(total / num_samples)
 
     return predict
 
 
 def example_batch(batch_size: int, image_size: int, seed: int = 0) -> Any:
-    """A fixed random image batch already on the device (a ``tf.Tensor``), values in [0, 1]."""
-    import tensorflow as tf
+    """A fixed random image batch already on the device (the backend's tensor), values in [0, 1]."""
+    import keras
 
     rng = np.random.default_rng(seed)
-    return tf.constant(rng.random((batch_size, image_size, image_size, 3), dtype=np.float32))
+    return keras.ops.convert_to_tensor(rng.random((batch_size, image_size, image_size, 3), dtype=np.float32))
 
 
 @dataclass(frozen=True)
@@ -203,23 +263,33 @@ def largest_batch(
 
     Only on an accelerator: a CPU pages host memory long before an allocation fails, so the
     search says nothing useful there and is skipped, with the reason. Each size is timed like
-    :func:`measure_throughput`; an out-of-memory error ends the search (TensorFlow raises
-    ``ResourceExhaustedError``; XLA may raise an ``InternalError`` naming the allocation).
+    :func:`measure_throughput`; an out-of-memory error (:func:`out_of_memory`) ends the search.
     """
     if not accelerator:
         return LargestBatch(None, None, "skipped: no accelerator (a CPU pages rather than running out of memory)")
-    import tensorflow as tf
-
     limit = max_batch_limit() if limit is None else limit
     best = LargestBatch(None, None, "batch 1 did not fit")
     batch = 1
     while batch <= limit:
         try:
             images_per_s = measure_throughput(predict, example_batch(batch, image_size), spec)
-        except (tf.errors.ResourceExhaustedError, tf.errors.InternalError) as error:
-            if isinstance(error, tf.errors.InternalError) and "memory" not in str(error).lower():
+        except Exception as error:
+            if not out_of_memory(error):
                 raise
             return LargestBatch(best.batch, best.images_per_s, f"batch {batch} ran out of device memory")
         best = LargestBatch(batch, images_per_s)
         batch *= 2
     return LargestBatch(best.batch, best.images_per_s, f"the search stops at {limit}")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device running out of memory, on any backend: TensorFlow's
+    ``ResourceExhaustedError`` (or XLA's ``InternalError`` naming the allocation), XLA's
+    ``RESOURCE_EXHAUSTED`` status under JAX, PyTorch's ``OutOfMemoryError``."""
+    kind = type(error).__name__
+    text = str(error)
+    if kind in ("ResourceExhaustedError", "OutOfMemoryError"):
+        return True
+    if kind == "InternalError":
+        return "memory" in text.lower()
+    return kind in ("XlaRuntimeError", "JaxRuntimeError") and "RESOURCE_EXHAUSTED" in text

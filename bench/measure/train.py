@@ -189,13 +189,16 @@ class TrainResult:
         return None if last is None else float(last)
 
 
-def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> None:
+def compile_model(
+    model: keras.Model, learning_rate: float, jit_compile: bool = False, run_eagerly: bool = False
+) -> None:
     """The chapter's setup: Adam, sparse cross-entropy on logits, pixel accuracy.
 
     ``jit_compile`` asks Keras for XLA; Keras may refuse (op determinism on, a layer that does not
     support it), so what it really does is ``model.jit_compile`` afterwards. Under the
     ``mixed_float16`` policy Keras wraps the optimiser in a ``LossScaleOptimizer`` (dynamic loss
-    scaling); ``mixed_bfloat16`` needs none.
+    scaling); ``mixed_bfloat16`` needs none. ``run_eagerly`` is Keras's (JAX and PyTorch; on
+    TensorFlow an eager profile turns every ``tf.function`` eager instead, input pipeline aside).
     """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
@@ -206,6 +209,7 @@ def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = 
         # train step costs tens of seconds on a CPU, more than a quick run's training.
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
+        run_eagerly=run_eagerly,
     )
     model.optimizer.build(model.trainable_variables)
 
@@ -220,6 +224,7 @@ def train(
     learning_rate: float,
     verbose: int | str = "auto",
     jit_compile: bool = False,
+    run_eagerly: bool = False,
     check_every: int = CHECK_EVERY,
     validation: Validation | None = None,
     patience: int = 0,
@@ -232,6 +237,7 @@ def train(
         epochs, steps_per_epoch, batch_size, learning_rate: The schedule.
         verbose: Keras's progress display.
         jit_compile: Ask Keras for XLA (:attr:`TrainResult.jit_compile` says what it did).
+        run_eagerly: Keras's own (see :func:`compile_model`).
         check_every: Steps between check points (:class:`BoundaryCallbacks`); 1 reads the logs
             after every step, as Keras's own ``CallbackList`` does.
         validation: Measures the model after each epoch (the ``val_*`` logs).
@@ -240,7 +246,7 @@ def train(
     """
     if patience and validation is None:
         raise ValueError("early stopping (patience > 0) needs a validation split")
-    compile_model(model, learning_rate, jit_compile)
+    compile_model(model, learning_rate, jit_compile, run_eagerly)
     guard = NaNGuard()
     timer = StepTimer(batch_size)
     verbose = 1 if verbose == "auto" else verbose

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.clock import format_duration
+from bench.config.backends import local_gpus
 from bench.config.modes import CPU_TRAIN_TIME, GPU_TRAIN_TIME, resolve_xla
 from bench.config.run_config import ADDED_FIELD_DEFAULTS, CLASSICAL, RunConfig, steps_per_epoch
 from segmodels.registry import (
@@ -139,9 +140,7 @@ def model_cost(cfg: RunConfig, train_size: int, test_size: int) -> float:
 @functools.lru_cache(maxsize=1)
 def on_accelerator() -> bool:
     """Whether this machine has a GPU (the sweep's runs then train on it)."""
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
+    return bool(local_gpus())
 
 
 #: What compiling with XLA adds to a run: the first training step took 20-23 s instead of 9 s, and

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import segmodels
-from bench.config.backends import DEFAULT_BACKEND
+from bench.config.backends import DEFAULT_BACKEND, ranked_backend
 from bench.config.profiles import Profile
 from bench.config.run_config import CLASSICAL, RunConfig, matches_model
 from bench.store.results import ResultsStore
@@ -105,7 +105,8 @@ def plan(
     each on ``replicas`` devices, and last the cost runs of the networks the profile does not train
     (one each, seed 0), so that the ranking is complete first. With several ``backends`` each
     network's runs are planned once per backend, side by side; a classical method runs once, on the
-    first backend (its work is NumPy's, the same on every backend)."""
+    ranked backend (:func:`bench.config.backends.ranked_backend`: its work is NumPy's, the same on
+    every backend)."""
 
     fingerprint = str(data.provenance.get("fingerprint", ""))
     pairs = sorted(pairs, key=lambda ab: (ab[0] != CLASSICAL, _natural(ab[1]), ab[0]))
@@ -122,7 +123,7 @@ def plan(
     trained = [(a, b) for a, b in networks if config(a, b, COST_SEED, profile).trains]
     costed = [(a, b) for a, b in networks if (a, b) not in set(trained)]
     return (
-        [config(a, b, CLASSICAL_SEED, profile) for a, b in pairs if a == CLASSICAL]
+        [config(a, b, CLASSICAL_SEED, profile, backend=ranked_backend(backends)) for a, b in pairs if a == CLASSICAL]
         + [config(a, b, s, profile, replicas, k) for s in profile.seeds for a, b in trained for k in backends]
         + [config(a, b, COST_SEED, profile, replicas, k) for a, b in costed for k in backends]
     )
