@@ -33,7 +33,7 @@ import numpy as np
 from bench.config.backends import current, to_numpy, traced
 from bench.config.run_config import NUM_CLASSES
 from bench.evidence.metrics import miou_of
-from bench.evidence.ops import confusion_counts
+from bench.evidence.ops import confusion_counts, predicted_classes
 from bench.measure.precise_bn import PreciseBN
 
 #: The logs early stopping monitors.
@@ -51,7 +51,7 @@ def _validation_step(model: Any) -> Any:
         # (N, H, W, 1) or (N, H, W) to (N, H, W): a trace generalised over both knows neither rank.
         labels = keras.ops.reshape(keras.ops.cast(masks, "int32"), keras.ops.shape(logits)[:-1])
         nll = keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        predicted = keras.ops.argmax(logits, axis=-1)
+        predicted = predicted_classes(logits)
         confusion = keras.ops.sum(confusion_counts(labels, predicted, NUM_CLASSES), axis=0)
         return confusion, keras.ops.sum(keras.ops.cast(nll, wide))
 
