@@ -2,7 +2,8 @@
 
 Keras picks its backend once a process, so the JAX side runs this file as a script in a fresh
 interpreter (``KERAS_BACKEND=jax``) and the test compares its arrays with the same functions run
-here, on TensorFlow: counts exactly, floats to 1e-5 relative.
+here, on TensorFlow: counts exactly, floats to 1e-5 relative; and the JAX side never imports
+TensorFlow.
 
 Exact counts across backends need inputs on which float32 rounding cannot move a pixel: two
 backends' softmax or log may differ in the last bit, which would carry a confidence or an entropy
@@ -187,4 +188,6 @@ if __name__ == "__main__":  # the JAX side: python test_ops_backends.py OUT.npz,
     import keras
 
     assert keras.backend.backend() == os.environ["KERAS_BACKEND"], keras.backend.backend()
-    np.savez(sys.argv[1], **evidence())
+    arrays = evidence()
+    assert "tensorflow" not in sys.modules, "the evidence, validation or precise BN imported TensorFlow on JAX"
+    np.savez(sys.argv[1], **arrays)
