@@ -1,7 +1,8 @@
 """Per-image evidence measured on the device during evaluation, so that no logit or mask crosses to the host.
 
-Every function here is TensorFlow ops on one batch: masks ``(N, H, W)`` (or ``(N, H, W, 1)``) of
-class ids and logits ``(N, H, W, C)``. Only small per-image arrays (at most a few hundred numbers
+Every function here is ``keras.ops`` on one batch, so it runs on the process's Keras backend
+(TensorFlow, JAX or PyTorch) and its tensors stay on that backend's device: masks ``(N, H, W)``
+(or ``(N, H, W, 1)``) of class ids and logits ``(N, H, W, C)``. Only small per-image arrays (at most a few hundred numbers
 an image) leave the device; no per-pixel tensor is copied to the host. The report
 (:mod:`bench.report.statistics`) turns the stored arrays into numbers, intervals and tests.
 
@@ -27,10 +28,12 @@ Which arrays are stored, and how each is kept over the batches, is declared once
 :mod:`bench.evidence.declarations`.
 
 Implementation notes, for running inside a traced, deterministic evaluation on a GPU: counts are
-``unsorted_segment_sum`` of float32 ones, per image (exact: every segment holds at most H*W < 2**24
-pixels, where a float32 sum of ones still counts by one; deterministic GPU kernels exist under
-``enable_op_determinism``), index arithmetic is int64 (TF keeps int32 arithmetic in host memory on
-GPUs), results are cast to int32 only at the end, and the host sums images in int64.
+``segment_sum`` of float32 ones, per image (exact: every segment holds at most H*W < 2**24 pixels,
+where a float32 sum of ones still counts by one; on TensorFlow it is ``unsorted_segment_sum``, whose
+deterministic GPU kernels exist under ``enable_op_determinism``), index arithmetic is int64 on
+TensorFlow (it keeps int32 arithmetic in host memory on GPUs) and int32 on JAX (no int64 without
+x64; the largest id, N * 2 * 100, is far from 2**31), results are cast to int32 only at the end,
+and the host sums images in int64. :func:`bench.config.backends.traced` compiles the steps.
 
 Why one module of this size: every evidence array is measured in one traced step on the device;
 their definitions (bands, bins, MC curve) stay side by side so that the step stays one.
@@ -42,10 +45,11 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import keras
 import numpy as np
-import tensorflow as tf
 from numpy.typing import ArrayLike
 
+from bench.config.backends import current, to_numpy, traced
 from bench.config.run_config import NUM_CLASSES
 from bench.evidence import declarations
 from bench.evidence.npz import (  # noqa: F401 (the stored format, re-exported where it is measured)
@@ -92,31 +96,67 @@ def curve_points(num_samples: int) -> tuple[int, ...]:
     return tuple(sorted(set(points) | {num_samples}))
 
 
-# === Per-image evidence (TensorFlow ops on one batch) ===
+# === Per-image evidence (keras.ops on one batch) ===
 
 
-def _class_ids(masks: Any) -> tf.Tensor:
-    masks = tf.convert_to_tensor(masks)
-    if masks.shape.rank == 4:
+def _index_dtype() -> str:
+    # TensorFlow keeps int32 arithmetic in host memory on GPUs; JAX has no int64 without x64.
+    return "int32" if current() == "jax" else "int64"
+
+
+def _class_ids(masks: Any) -> Any:
+    masks = keras.ops.convert_to_tensor(masks)
+    if len(masks.shape) == 4:
         masks = masks[..., 0]
-    return tf.cast(masks, tf.int64)
+    return keras.ops.cast(masks, _index_dtype())
 
 
-def _segment_counts(values: tf.Tensor, ids: tf.Tensor, segments: tf.Tensor) -> tf.Tensor:
-    return tf.math.unsorted_segment_sum(tf.reshape(values, [-1]), tf.reshape(ids, [-1]), segments)
+def _image_ids(t: Any) -> tuple[Any, Any]:
+    """``(N, 1, 1)``, each pixel's image (the outer digit of its segment id), and N: a tensor on
+    TensorFlow, whose traced batch size is unknown; an int elsewhere."""
+    n = keras.ops.shape(t)[0]
+    return keras.ops.arange(n, dtype=_index_dtype())[:, None, None], n
 
 
-def confusion_counts(masks: Any, predicted: Any, num_classes: int = NUM_CLASSES) -> tf.Tensor:
+def _segment_counts(values: Any, ids: Any, segments: Any) -> Any:
+    return keras.ops.segment_sum(keras.ops.reshape(values, [-1]), keras.ops.reshape(ids, [-1]), segments)
+
+
+def predicted_classes(scores: Any) -> Any:
+    """The class of the highest score ``(..., C) -> (...)``, the first on a tie, as an index.
+
+    Each backend's own argmax: ``keras.ops.argmax`` also orders -0.0 below +0.0, which costs two
+    more passes over the logits (a fifth of the evidence step on a CPU) and no number here wants.
+    """
+    backend = current()
+    if backend == "tensorflow":
+        import tensorflow as tf  # lazy: the TensorFlow backend only
+
+        return tf.argmax(scores, axis=-1, output_type=tf.int64)
+    if backend == "jax":
+        import jax.numpy as jnp  # lazy: the JAX backend only
+
+        return jnp.argmax(scores, axis=-1).astype(_index_dtype())
+    import torch  # lazy: the PyTorch backend only
+
+    return torch.argmax(scores, dim=-1)
+
+
+def _bin(position: Any, bins: int) -> Any:
+    """A whole bin position (a ceil or a floor) clipped to ``[0, bins - 1]``, as an index."""
+    return keras.ops.cast(keras.ops.clip(position, 0.0, bins - 1.0), _index_dtype())
+
+
+def confusion_counts(masks: Any, predicted: Any, num_classes: int = NUM_CLASSES) -> Any:
     """Per-image confusion counts ``(N, C, C)`` int32: ``[n, true, predicted]``."""
     t, p = _class_ids(masks), _class_ids(predicted)
-    n = tf.shape(t, out_type=tf.int64)[0]
-    image = tf.range(n, dtype=tf.int64)[:, None, None]
+    image, n = _image_ids(t)
     ids = (image * num_classes + t) * num_classes + p
-    counts = _segment_counts(tf.ones_like(t, dtype=tf.float32), ids, n * num_classes * num_classes)
-    return tf.reshape(tf.cast(counts, tf.int32), [-1, num_classes, num_classes])
+    counts = _segment_counts(keras.ops.ones_like(t, dtype="float32"), ids, n * num_classes * num_classes)
+    return keras.ops.reshape(keras.ops.cast(counts, "int32"), [-1, num_classes, num_classes])
 
 
-def boundary_region(mask: Any, width: int) -> tf.Tensor:
+def boundary_region(mask: Any, width: int) -> Any:
     """The pixels of a binary mask ``(N, H, W)`` within ``width`` of its contour (bool).
 
     ``mask AND NOT erode(mask, width)``, where the erosion is ``width`` repeated 3x3 erosions =
@@ -126,47 +166,50 @@ def boundary_region(mask: Any, width: int) -> tf.Tensor:
     ``cv2.erode`` with a 3x3 kernel ``d`` times). The square's max-pool is separable: two 1-D
     passes over the complement.
     """
-    outside = tf.cast(tf.logical_not(tf.cast(mask, tf.bool)), tf.float32)[..., None]
+    inside = keras.ops.cast(mask, "bool")
+    outside = keras.ops.cast(keras.ops.logical_not(inside), "float32")[..., None]
     k = 2 * width + 1
-    padded = tf.pad(outside, [[0, 0], [width, width], [width, width], [0, 0]], constant_values=1.0)
-    near = tf.nn.max_pool2d(padded, ksize=[k, 1], strides=1, padding="VALID")
-    near = tf.nn.max_pool2d(near, ksize=[1, k], strides=1, padding="VALID")
-    return tf.logical_and(tf.cast(mask, tf.bool), near[..., 0] > 0.5)
+    padded = keras.ops.pad(outside, [[0, 0], [width, width], [width, width], [0, 0]], constant_values=1.0)
+    near = keras.ops.max_pool(padded, (k, 1), strides=1, padding="valid", data_format="channels_last")
+    near = keras.ops.max_pool(near, (1, k), strides=1, padding="valid", data_format="channels_last")
+    return keras.ops.logical_and(inside, near[..., 0] > 0.5)
 
 
-def boundary_iou_counts(true_mask: Any, pred_mask: Any, width: int) -> tf.Tensor:
+def boundary_iou_counts(true_mask: Any, pred_mask: Any, width: int) -> Any:
     """Per-image ``[|G_d & P_d|, |G_d | P_d|]`` ``(N, 2)`` int32 of two binary masks ``(N, H, W)``."""
     g, p = boundary_region(true_mask, width), boundary_region(pred_mask, width)
-    inter = tf.reduce_sum(tf.cast(tf.logical_and(g, p), tf.float32), axis=[1, 2])
-    union = tf.reduce_sum(tf.cast(tf.logical_or(g, p), tf.float32), axis=[1, 2])
-    return tf.cast(tf.stack([inter, union], axis=-1), tf.int32)
+    inter = keras.ops.sum(keras.ops.cast(keras.ops.logical_and(g, p), "float32"), axis=(1, 2))
+    union = keras.ops.sum(keras.ops.cast(keras.ops.logical_or(g, p), "float32"), axis=(1, 2))
+    return keras.ops.cast(keras.ops.stack([inter, union], axis=-1), "int32")
 
 
-def calibration_bins(masks: Any, probs: Any, bins: int = CALIBRATION_BINS) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def calibration_bins(masks: Any, probs: Any, bins: int = CALIBRATION_BINS) -> tuple[Any, Any, Any]:
     """Per-image ``(count, confidence sum, correct count)``, each ``(N, bins)``, of max-softmax bins.
 
     Bin b holds confidences in ``(b/bins, (b+1)/bins]`` (bin 0 also takes 0).
     """
     t = _class_ids(masks)
-    confidence = tf.reduce_max(probs, axis=-1)
-    correct = tf.cast(tf.equal(tf.argmax(probs, axis=-1, output_type=tf.int64), t), tf.float32)
-    b = tf.cast(tf.clip_by_value(tf.math.ceil(confidence * bins) - 1.0, 0.0, bins - 1.0), tf.int64)
-    n = tf.shape(t, out_type=tf.int64)[0]
-    ids = tf.range(n, dtype=tf.int64)[:, None, None] * bins + b
+    probs = keras.ops.convert_to_tensor(probs)
+    confidence = keras.ops.max(probs, axis=-1)
+    correct = keras.ops.cast(keras.ops.equal(predicted_classes(probs), t), "float32")
+    b = _bin(keras.ops.ceil(confidence * bins) - 1.0, bins)
+    image, n = _image_ids(t)
+    ids = image * bins + b
     segments = n * bins
-    count = _segment_counts(tf.ones_like(confidence), ids, segments)
+    count = _segment_counts(keras.ops.ones_like(confidence), ids, segments)
     conf_sum = _segment_counts(confidence, ids, segments)
     correct_sum = _segment_counts(correct, ids, segments)
     shape = [-1, bins]
     return (
-        tf.reshape(tf.cast(count, tf.int32), shape),
-        tf.reshape(conf_sum, shape),
-        tf.reshape(tf.cast(correct_sum, tf.int32), shape),
+        keras.ops.reshape(keras.ops.cast(count, "int32"), shape),
+        keras.ops.reshape(conf_sum, shape),
+        keras.ops.reshape(keras.ops.cast(correct_sum, "int32"), shape),
     )
 
 
-def batch_evidence(masks: Any, logits: Any, width: int) -> dict[str, tf.Tensor]:
-    """Every per-image evidence array of one batch; traceable (wrap in ``tf.function``).
+def batch_evidence(masks: Any, logits: Any, width: int) -> dict[str, Any]:
+    """Every per-image evidence array of one batch; traceable (compile it with
+    :func:`bench.config.backends.traced`).
 
     Args:
         masks: ``(N, H, W)`` or ``(N, H, W, 1)`` class ids.
@@ -180,17 +223,18 @@ def batch_evidence(masks: Any, logits: Any, width: int) -> dict[str, tf.Tensor]:
         contour is the inner edge of the border band), prediction = ``argmax == 0``.
     """
     t = _class_ids(masks)
-    logits = tf.cast(logits, tf.float32)
-    log_p = tf.nn.log_softmax(logits, axis=-1)
-    p = tf.exp(log_p)
-    predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
-    onehot = tf.one_hot(t, tf.shape(logits)[-1], dtype=tf.float32)
+    logits = keras.ops.cast(logits, "float32")
+    classes = logits.shape[-1] or NUM_CLASSES
+    log_p = keras.ops.log_softmax(logits, axis=-1)
+    p = keras.ops.exp(log_p)
+    predicted = predicted_classes(logits)
+    onehot = keras.ops.one_hot(t, classes, dtype="float32")
     count, conf_sum, correct = calibration_bins(t, p)
     return {
-        "confusion": confusion_counts(t, predicted, num_classes=logits.shape[-1] or NUM_CLASSES),
-        "boundary_iou_counts": boundary_iou_counts(tf.equal(t, PET), tf.equal(predicted, PET), width),
-        "nll_sum": -tf.reduce_sum(log_p * onehot, axis=[1, 2, 3]),
-        "brier_sum": tf.reduce_sum(tf.square(p - onehot), axis=[1, 2, 3]),
+        "confusion": confusion_counts(t, predicted, num_classes=classes),
+        "boundary_iou_counts": boundary_iou_counts(keras.ops.equal(t, PET), keras.ops.equal(predicted, PET), width),
+        "nll_sum": -keras.ops.sum(log_p * onehot, axis=(1, 2, 3)),
+        "brier_sum": keras.ops.sum(keras.ops.square(p - onehot), axis=(1, 2, 3)),
         "calibration_count": count,
         "calibration_confidence": conf_sum,
         "calibration_correct": correct,
@@ -209,7 +253,8 @@ class EvidenceAccumulator:
 
     ``update`` runs one traced step on the device and keeps only its small outputs; ``result``
     gives the arrays to store (``np.savez_compressed(path, **result)`` or :func:`save_evidence`).
-    The step is traced once for any batch size (the batch axis is left unknown). Every output the
+    On TensorFlow the step is traced once for any batch size (the batch axis is left unknown); JAX
+    compiles it once more for each new batch size (a last, smaller batch). Every output the
     step returns is kept as its :class:`bench.evidence.declarations.Array` says (per image:
     concatenated; per run: summed over the images); an output no declaration claims is an error
     at the first batch, not an array silently dropped.
@@ -218,8 +263,10 @@ class EvidenceAccumulator:
         width: Boundary band width; ``None`` takes :func:`boundary_width` of the first batch.
         forward: ``images -> logits``, e.g. a model in inference mode (or a ``tf.function`` of
             one, which the step then calls without tracing the model again). With it, ``update``
-            takes images and the forward pass runs inside the same traced step, so only the
-            evidence leaves the device; without it, ``update`` takes logits.
+            takes images; only the evidence leaves the device. On TensorFlow the forward pass runs
+            inside the traced step; on JAX and PyTorch ``update`` calls it before the step and
+            hands the step its logits, still on the device (a jitted step that closed over the
+            model would hold its weights as constants). Without it, ``update`` takes logits.
         calibration: ``False`` leaves out :data:`CALIBRATION_ARRAYS` (for hard labels, where a
             softmax of one-hot scores would be a made-up probability).
     """
@@ -230,13 +277,15 @@ class EvidenceAccumulator:
         self.width = width
         self.forward = forward
         self.calibration = calibration
-        self._step: Callable[..., dict[str, tf.Tensor]] | None = None
+        # TensorFlow runs the forward pass inside the step; the other backends before it.
+        self._fused = forward is not None and current() == "tensorflow"
+        self._step: Callable[..., dict[str, Any]] | None = None
         self._size: tuple[int, int] | None = None
         self._parts: dict[str, list[np.ndarray]] = {}
         self._index: list[np.ndarray] = []
         self._seen = 0
 
-    def _compiled(self, masks: tf.Tensor, inputs: tf.Tensor) -> Callable[..., dict[str, tf.Tensor]]:
+    def _compiled(self, masks: Any, inputs: Any) -> Callable[..., dict[str, Any]]:
         size = _spatial_size(masks)
         if self._size is not None and size != self._size:
             raise ValueError(f"a batch of {size} images after {self._size}: one run has one image size.")
@@ -244,24 +293,25 @@ class EvidenceAccumulator:
         if self.width is None:
             self.width = boundary_width(size)
         if self._step is None:
-            fixed, forward, keep_calibration = self.width, self.forward, self.calibration
+            fixed, keep_calibration = self.width, self.calibration
+            forward = self.forward if self._fused else None
 
-            def step(m: tf.Tensor, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            def step(m: Any, x: Any) -> dict[str, Any]:
                 out = batch_evidence(m, x if forward is None else forward(x), fixed)
                 # Outputs left out are pruned from the graph: hard labels pay for no softmax.
                 return out if keep_calibration else {k: v for k, v in out.items() if k not in CALIBRATION_ARRAYS}
 
-            signature = [tf.TensorSpec([None, *masks.shape[1:]], masks.dtype),
-                         tf.TensorSpec([None, *inputs.shape[1:]], inputs.dtype)]
-            self._step = tf.function(step, input_signature=signature)
+            self._step = traced(step, signature=_any_batch_size(masks, inputs))
         return self._step
 
     def update(self, masks: Any, inputs: Any, image_index: ArrayLike | None = None) -> None:
         """Adds one batch: ``inputs`` are logits, or images when there is a ``forward``;
         ``image_index`` (N,) names the images (default: running position)."""
-        masks = tf.cast(masks, tf.int32)
-        inputs = tf.cast(inputs, tf.float32)
-        arrays = {k: v.numpy() for k, v in self._compiled(masks, inputs)(masks, inputs).items()}
+        masks = keras.ops.cast(masks, "int32")
+        inputs = keras.ops.cast(inputs, "float32")
+        if self.forward is not None and not self._fused:
+            inputs = keras.ops.cast(self.forward(inputs), "float32")
+        arrays = {k: to_numpy(v) for k, v in self._compiled(masks, inputs)(masks, inputs).items()}
         unknown = declarations.undeclared(arrays)
         if unknown:
             raise ValueError(
@@ -281,7 +331,7 @@ class EvidenceAccumulator:
         """Adds a batch of class probabilities (e.g. an MC-dropout mean): ``log(p)`` as logits."""
         if self.forward is not None:
             raise ValueError("update_probabilities takes probabilities, but this accumulator has a forward pass")
-        logits = tf.math.log(tf.maximum(tf.cast(probs, tf.float32), np.finfo(np.float32).tiny))
+        logits = keras.ops.log(keras.ops.maximum(keras.ops.cast(probs, "float32"), np.finfo(np.float32).tiny))
         self.update(masks, logits, image_index)
 
     def result(self) -> dict[str, np.ndarray]:
@@ -303,6 +353,16 @@ class EvidenceAccumulator:
         return {k: np.asarray(v) for k, v in out.items()}
 
 
+def _any_batch_size(masks: Any, inputs: Any) -> list[Any] | None:
+    """TensorFlow's input signature of the evidence step, the batch axis unknown, so that one trace
+    serves every batch size; ``None`` elsewhere (JAX compiles each new shape, PyTorch runs eagerly)."""
+    if current() != "tensorflow":
+        return None
+    import tensorflow as tf  # lazy: the TensorFlow backend only
+
+    return [tf.TensorSpec([None, *masks.shape[1:]], masks.dtype), tf.TensorSpec([None, *inputs.shape[1:]], inputs.dtype)]
+
+
 def _combine(values: np.ndarray, per_image: bool, dtype: str) -> np.ndarray:
     """One output of the step over all images ``(N, ...)``: kept per image, or summed over the
     images (in int64 or float64) to a run total; in the stored dtype."""
@@ -322,19 +382,37 @@ def _int32(values: np.ndarray) -> np.ndarray:
 # === Monte-Carlo dropout ===
 
 
-def predictive_entropy(probs: Any) -> tf.Tensor:
+def predictive_entropy(probs: Any) -> Any:
     """Entropy in nats of class probabilities ``(..., C)`` over the last axis (0 log 0 = 0)."""
-    probs = tf.cast(probs, tf.float32)
-    return -tf.reduce_sum(tf.math.xlogy(probs, probs), axis=-1)
+    probs = keras.ops.cast(probs, "float32")
+    return -keras.ops.sum(_p_log_p(probs), axis=-1)
 
 
-def mc_summary(samples: Any) -> tuple[tf.Tensor, tf.Tensor]:
+def _p_log_p(probs: Any) -> Any:
+    """``p * log(p)``, 0 where ``p = 0``: each backend's xlogy, which keras.ops lacks (one kernel;
+    ``where(p > 0, ...)`` around a log and a product takes two more passes over the pixels, 5% of
+    an MC-dropout update on a CPU)."""
+    backend = current()
+    if backend == "tensorflow":
+        import tensorflow as tf  # lazy: the TensorFlow backend only
+
+        return tf.math.xlogy(probs, probs)
+    if backend == "jax":
+        from jax.scipy.special import xlogy  # lazy: the JAX backend only
+
+        return xlogy(probs, probs)
+    import torch  # lazy: the PyTorch backend only
+
+    return torch.special.xlogy(probs, probs)
+
+
+def mc_summary(samples: Any) -> tuple[Any, Any]:
     """Predictive mean ``(N, H, W, C)`` and entropy ``(N, H, W)`` of softmax samples ``(T, N, H, W, C)``."""
-    mean = tf.reduce_mean(tf.cast(samples, tf.float32), axis=0)
+    mean = keras.ops.mean(keras.ops.cast(samples, "float32"), axis=0)
     return mean, predictive_entropy(mean)
 
 
-def running_means(samples: Iterable[Any], points: Sequence[int]) -> Iterator[tuple[int, tf.Tensor]]:
+def running_means(samples: Iterable[Any], points: Sequence[int]) -> Iterator[tuple[int, Any]]:
     """Yields ``(t, mean of the first t samples)`` for each t in ``points``, holding one running sum.
 
     ``samples`` is a stream of softmax tensors of one batch, e.g. a generator of stochastic
@@ -345,7 +423,7 @@ def running_means(samples: Iterable[Any], points: Sequence[int]) -> Iterator[tup
         raise ValueError(f"points must be positive sample counts, got {points}.")
     total, t = None, 0
     for sample in samples:
-        sample = tf.cast(sample, tf.float32)
+        sample = keras.ops.cast(sample, "float32")
         total = sample if total is None else total + sample
         t += 1
         if t == wanted[0]:
@@ -356,7 +434,7 @@ def running_means(samples: Iterable[Any], points: Sequence[int]) -> Iterator[tup
     raise ValueError(f"the stream ended after {t} samples; points ask for {wanted[-1]}.")
 
 
-def entropy_histograms(masks: Any, probs: Any, bins: int = ENTROPY_BINS, ignore_border: bool = False) -> tf.Tensor:
+def entropy_histograms(masks: Any, probs: Any, bins: int = ENTROPY_BINS, ignore_border: bool = False) -> Any:
     """Per-image pixel counts by predictive-entropy bin ``(N, 2, bins)`` int32: ``[n, 0]`` correct
     pixels, ``[n, 1]`` wrong ones.
 
@@ -368,23 +446,23 @@ def entropy_histograms(masks: Any, probs: Any, bins: int = ENTROPY_BINS, ignore_
     a batch's would stop at 2**24 (64 images of 512x512 reach it); the host sums them in int64.
     """
     t = _class_ids(masks)
-    probs = tf.cast(probs, tf.float32)
+    probs = keras.ops.cast(probs, "float32")
     classes = probs.shape[-1]
     entropy = predictive_entropy(probs)
-    b = tf.cast(tf.clip_by_value(tf.floor(entropy / math.log(classes) * bins), 0.0, bins - 1.0), tf.int64)
-    wrong = tf.cast(tf.not_equal(tf.argmax(probs, axis=-1, output_type=tf.int64), t), tf.int64)
-    weight = tf.ones_like(entropy)
+    b = _bin(keras.ops.floor(entropy / math.log(classes) * bins), bins)
+    wrong = keras.ops.cast(keras.ops.not_equal(predicted_classes(probs), t), _index_dtype())
+    weight = keras.ops.ones_like(entropy)
     if ignore_border:
-        weight = tf.cast(tf.not_equal(t, BORDER), tf.float32)
-    n = tf.shape(t, out_type=tf.int64)[0]
-    ids = (tf.range(n, dtype=tf.int64)[:, None, None] * 2 + wrong) * bins + b
+        weight = keras.ops.cast(keras.ops.not_equal(t, BORDER), "float32")
+    image, n = _image_ids(t)
+    ids = (image * 2 + wrong) * bins + b
     counts = _segment_counts(weight, ids, n * 2 * bins)
-    return tf.reshape(tf.cast(counts, tf.int32), [-1, 2, bins])
+    return keras.ops.reshape(keras.ops.cast(counts, "int32"), [-1, 2, bins])
 
 
-def _curve_stats(masks: tf.Tensor, probs: tf.Tensor) -> dict[str, tf.Tensor]:
+def _curve_stats(masks: Any, probs: Any) -> dict[str, Any]:
     # Per image: the host sums them (int32 reductions would run in host memory on a GPU).
-    predicted = tf.argmax(probs, axis=-1, output_type=tf.int64)
+    predicted = predicted_classes(probs)
     count, conf_sum, correct = calibration_bins(masks, probs)
     confusion = confusion_counts(masks, predicted, probs.shape[-1] or NUM_CLASSES)
     return {"confusion": confusion, "count": count, "confidence": conf_sum, "correct": correct}
@@ -402,13 +480,13 @@ class MCDropoutAccumulator:
         self.num_samples = num_samples
         self.points = curve_points(num_samples)
         self.ignore_border = ignore_border
-        self._curve = tf.function(_curve_stats)
-        self._entropy = tf.function(lambda m, p: entropy_histograms(m, p, ignore_border=ignore_border))
+        self._curve = traced(_curve_stats)
+        self._entropy = traced(lambda m, p: entropy_histograms(m, p, ignore_border=ignore_border))
         self._totals: dict[str, np.ndarray] = {}
         self._histogram = np.zeros((2, ENTROPY_BINS), dtype=np.int64)
         self._batches = 0
 
-    def update(self, masks: Any, softmax_samples: Iterable[Any]) -> tf.Tensor:
+    def update(self, masks: Any, softmax_samples: Iterable[Any]) -> Any:
         """Consumes T softmax samples ``(N, H, W, C)`` of one batch; returns their mean (on device).
 
         The mean can go on to :meth:`EvidenceAccumulator.update_probabilities` for the per-image
@@ -418,11 +496,11 @@ class MCDropoutAccumulator:
         mean = None
         for i, (_, mean) in enumerate(running_means(softmax_samples, self.points)):
             for key, per_image in self._curve(masks, mean).items():
-                value = per_image.numpy()
+                value = to_numpy(per_image)
                 value = value.sum(axis=0, dtype=_wide(value))
                 total = self._totals.setdefault(key, np.zeros((len(self.points), *value.shape), dtype=_wide(value)))
                 total[i] += value
-        self._histogram += self._entropy(masks, mean).numpy().sum(axis=0, dtype=np.int64)
+        self._histogram += to_numpy(self._entropy(masks, mean)).sum(axis=0, dtype=np.int64)
         self._batches += 1
         return mean
 

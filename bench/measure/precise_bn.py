@@ -15,10 +15,12 @@ encoder runs its BatchNorm in inference mode and keeps its ImageNet statistics.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from bench.config.backends import current, to_numpy, traced
 
 
 def batchnorm_layers(model: Any) -> list[Any]:
@@ -51,7 +53,11 @@ class PreciseBN:
 
     The trace is made with every touched layer's momentum at 0 and is only ever called so: with
     momentum 0 a training-mode call leaves the batch's own statistics in the moving variables,
-    which are read back and averaged here.
+    which are read back and averaged here. On TensorFlow the trace is a ``tf.function`` whose
+    variable updates persist; on JAX a variable assigned inside ``jax.jit`` is not, so the jitted
+    pass is :meth:`keras.Model.stateless_call`, given the variables' current values as arguments
+    (nothing baked in as a constant), whose new non-trainable values are assigned back; PyTorch runs
+    the pass eagerly (:func:`bench.config.backends.traced`), where assignments persist.
     """
 
     def __init__(self, model: Any) -> None:
@@ -62,8 +68,6 @@ class PreciseBN:
     def recompute(self, batches: Iterator[Any], num_batches: int) -> int:
         """Sets every layer's moving statistics to the mean over the next ``num_batches`` of
         ``batches`` (``images`` or ``(images, masks)``); returns the number of layers updated."""
-        import tensorflow as tf
-
         layers = self.layers
         if not layers or num_batches <= 0:
             return 0
@@ -72,8 +76,7 @@ class PreciseBN:
             layer.momentum = 0.0
         try:
             if self._forward is None:
-                model = self.model
-                self._forward = tf.function(lambda x: model(x, training=True), jit_compile=False)
+                self._forward = _training_pass(self.model)
             sums_mean = [np.zeros(layer.moving_mean.shape, np.float64) for layer in layers]
             sums_var = [np.zeros(layer.moving_variance.shape, np.float64) for layer in layers]
             seen = 0
@@ -84,8 +87,8 @@ class PreciseBN:
                 images = batch[0] if isinstance(batch, (tuple, list)) else batch
                 self._forward(images)
                 for i, layer in enumerate(layers):
-                    sums_mean[i] += np.asarray(layer.moving_mean.numpy(), np.float64)
-                    sums_var[i] += np.asarray(layer.moving_variance.numpy(), np.float64)
+                    sums_mean[i] += np.asarray(to_numpy(layer.moving_mean), np.float64)
+                    sums_var[i] += np.asarray(to_numpy(layer.moving_variance), np.float64)
                 seen += 1
             if seen == 0:
                 raise ValueError("precise BN got no batch to average over.")
@@ -96,6 +99,29 @@ class PreciseBN:
             for layer, momentum in zip(layers, saved_momentum):
                 layer.momentum = momentum
         return len(layers)
+
+
+def _training_pass(model: Any) -> Callable[[Any], None]:
+    """``images -> None``: one training-mode forward pass of ``model`` that leaves the BatchNorm
+    updates in its variables, compiled once (see :class:`PreciseBN`)."""
+    import keras
+
+    if current() != "jax":
+        return traced(lambda x: model(x, training=True))
+    import jax  # lazy: the JAX backend only
+
+    @jax.jit
+    def updated(trainable: list[Any], non_trainable: list[Any], x: Any) -> list[Any]:
+        _, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
+        return non_trainable
+
+    def run(images: Any) -> None:
+        values = updated([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+                         keras.ops.convert_to_tensor(images))
+        for variable, value in zip(model.non_trainable_variables, values):
+            variable.assign(value)
+
+    return run
 
 
 def recompute_batchnorm_statistics(model: Any, batches: Iterator[Any], num_batches: int) -> int:

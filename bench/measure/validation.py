@@ -15,6 +15,11 @@ The measures are :mod:`bench.evidence.metrics`'s definitions on the validation i
 matrix (``val_miou``, ``val_accuracy``) and the mean pixel cross-entropy (``val_loss``, the
 training loss's definition), written into the epoch's logs for Keras's ``EarlyStopping`` and
 ``History``.
+
+The step is ``keras.ops``, compiled by :func:`bench.config.backends.traced`: on TensorFlow the model
+runs inside it, as it always did; on JAX and PyTorch the model runs before it (a jitted step that
+closed over the model would keep the weights of its first epoch as constants) and the step takes
+its logits, still on the device.
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from bench.config.backends import current, to_numpy, traced
 from bench.config.run_config import NUM_CLASSES
 from bench.evidence.metrics import miou_of
-from bench.evidence.ops import confusion_counts
+from bench.evidence.ops import confusion_counts, predicted_classes
 from bench.measure.precise_bn import PreciseBN
 
 #: The logs early stopping monitors.
@@ -36,18 +41,38 @@ MONITOR = "val_miou"
 
 
 def _validation_step(model: Any) -> Any:
-    """``(masks, images) -> (confusion (C, C) int32, cross-entropy sum)`` in inference mode, traced once."""
+    """``(masks, images) -> (confusion (C, C) int32, cross-entropy sum)`` in inference mode, compiled
+    once (TensorFlow traces once for any batch size, JAX once a batch shape)."""
+    fused = current() == "tensorflow"
+    wide = _wide_float()
 
-    def step(masks: tf.Tensor, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        logits = tf.cast(model(images, training=False), tf.float32)
-        labels = tf.cast(masks[..., 0] if masks.shape.rank == 4 else masks, tf.int32)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        return tf.reduce_sum(confusion_counts(labels, predicted, NUM_CLASSES), axis=0), tf.reduce_sum(
-            tf.cast(nll, tf.float64)
-        )
+    def measures(masks: Any, logits: Any) -> tuple[Any, Any]:
+        logits = keras.ops.cast(logits, "float32")
+        # (N, H, W, 1) or (N, H, W) to (N, H, W): a trace generalised over both knows neither rank.
+        labels = keras.ops.reshape(keras.ops.cast(masks, "int32"), keras.ops.shape(logits)[:-1])
+        nll = keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        predicted = predicted_classes(logits)
+        confusion = keras.ops.sum(confusion_counts(labels, predicted, NUM_CLASSES), axis=0)
+        return confusion, keras.ops.sum(keras.ops.cast(nll, wide))
 
-    return tf.function(step, jit_compile=False, reduce_retracing=True)
+    if fused:
+        return traced(lambda masks, images: measures(masks, model(images, training=False)))
+    compiled = traced(measures)
+
+    def step(masks: Any, images: Any) -> tuple[Any, Any]:
+        return compiled(keras.ops.convert_to_tensor(masks), model(keras.ops.convert_to_tensor(images), training=False))
+
+    return step
+
+
+def _wide_float() -> str:
+    """The dtype the cross-entropy is summed in: float64, except on JAX without x64, which has none
+    (a float32 sum of one batch's pixels is off by about 1e-7 relative)."""
+    if current() == "jax":
+        import jax  # lazy: the JAX backend only
+
+        return "float64" if jax.config.read("jax_enable_x64") else "float32"
+    return "float64"
 
 
 class Validation(keras.callbacks.Callback):
@@ -81,8 +106,8 @@ class Validation(keras.callbacks.Callback):
         nll = 0.0
         for images, masks in self.batches:
             counts, loss = self._step(masks, images)
-            confusion += counts.numpy()
-            nll += float(loss.numpy())
+            confusion += to_numpy(counts)
+            nll += float(to_numpy(loss))
         pixels = int(confusion.sum())
         if pixels == 0:
             raise ValueError("validation got no image: the validation split is empty")
