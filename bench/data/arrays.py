@@ -116,12 +116,29 @@ def _train_batches(
         epoch += 1
 
 
-def test_batches(split: ArraySplit, *, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(images, masks) batches of the split in its fixed order, once; a new pass each call."""
+@dataclass(frozen=True)
+class ArrayBatches:
+    """A split's (images, masks) batches in its fixed order, the last smaller: like a finite
+    `tf.data.Dataset`, each iteration is a new pass (validation iterates it once per epoch).
+    `iter(batches)` is a generator, which Keras's `evaluate` and `predict` take."""
+
+    split: ArraySplit
+    batch_size: int
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, len(self.split), self.batch_size):
+            end = start + self.batch_size
+            yield self.split.images[start:end], self.split.masks[start:end]
+
+    def __len__(self) -> int:
+        return -(-len(self.split) // self.batch_size)
+
+
+def test_batches(split: ArraySplit, *, batch_size: int) -> ArrayBatches:
+    """The split's (images, masks) batches in its fixed order, as often as it is iterated."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return ((split.images[i : i + batch_size], split.masks[i : i + batch_size])
-            for i in range(0, len(split), batch_size))
+    return ArrayBatches(split, batch_size)
 
 
 # Not a test, despite its name: keeps pytest from collecting it where a test module imports it.
@@ -198,7 +215,7 @@ def _write_entry(folder: Path, key: dict[str, object], splits: dict[str, ArraySp
 
 
 def _read_entry(folder: Path, key: dict[str, object]) -> tuple[str, dict[str, ArraySplit] | None]:
-    """(what is wrong, None) for a damaged entry, else ("", its splits); the arrays are memory-mapped."""
+    """(what is wrong, None) for a damaged entry, else ("", its splits), read into memory."""
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as error:
@@ -208,7 +225,7 @@ def _read_entry(folder: Path, key: dict[str, object]) -> tuple[str, dict[str, Ar
     arrays = {}
     for file, expected in (manifest.get("files") or {}).items():
         try:
-            array = np.load(folder / file, mmap_mode="r", allow_pickle=False)
+            array = np.load(folder / file, allow_pickle=False)
         except (OSError, ValueError) as error:
             return f"{file}: {error}", None
         if list(array.shape) != expected["shape"] or array.dtype.str != expected["dtype"]:

@@ -134,9 +134,9 @@ def train_batches(
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def test_batches(ds: tf.data.Dataset | ArraySplit, *, batch_size: int) -> tf.data.Dataset | Batches:
+def test_batches(ds: tf.data.Dataset | ArraySplit, *, batch_size: int) -> tf.data.Dataset | arrays.ArrayBatches:
     """The chapter's test pipeline: batch -> prefetch, in the split's fixed order (an `ArraySplit`:
-    NumPy batches in the same order, `bench.data.arrays.test_batches`)."""
+    NumPy batches in the same order, re-iterable as a dataset, `bench.data.arrays.test_batches`)."""
     if isinstance(ds, ArraySplit):
         return arrays.test_batches(ds, batch_size=batch_size)
     if batch_size < 1:

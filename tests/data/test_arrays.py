@@ -107,6 +107,15 @@ def test_flip_is_the_same_for_image_and_mask_and_seeded():
     assert flipped > 5 and unflipped > 5
 
 
+def test_flips_are_drawn_from_the_seed_and_the_batch_position():
+    plain = _take(train_batches(_examples(), batch_size=4, seed=3, augment=False), 6)
+    augmented = _take(train_batches(_examples(), batch_size=4, seed=3), 6)
+    for position, ((x, y), (fx, fy)) in enumerate(zip(plain, augmented, strict=True)):
+        flip = np.random.default_rng((3, 1, position)).random(len(x)) < 0.5
+        np.testing.assert_array_equal(fx, np.where(flip[:, None, None, None], x[:, :, ::-1], x))
+        np.testing.assert_array_equal(fy, np.where(flip[:, None, None, None], y[:, :, ::-1], y))
+
+
 def test_batches_leave_the_split_as_it_was():
     split = _examples()
     before = split.images.copy(), split.masks.copy()
@@ -121,11 +130,12 @@ def test_no_augmentation_leaves_examples_as_they_are():
 
 
 def test_test_batches_keep_order_and_end_and_can_be_read_again():
-    split = _examples(10)
-    for _ in range(2):
-        batches = list(test_batches(split, batch_size=4))
-        assert [len(x) for x, _ in batches] == [4, 4, 2]
-        assert sum((_ids(x, 10) for x, _ in batches), []) == list(range(10))
+    batches = test_batches(_examples(10), batch_size=4)
+    assert len(batches) == 3
+    for _ in range(2):  # validation reads the same batches after every epoch
+        passed = list(batches)
+        assert [len(x) for x, _ in passed] == [4, 4, 2]
+        assert sum((_ids(x, 10) for x, _ in passed), []) == list(range(10))
 
 
 @pytest.mark.parametrize("make", [train_batches, test_batches])
@@ -280,6 +290,8 @@ def test_arrays_are_decoded_once_per_dataset_and_size(release, monkeypatch):
     assert calls == [4, 3]  # from the cache
     np.testing.assert_array_equal(again.train.images, first.train.images)
     np.testing.assert_array_equal(again.test.masks, first.test.masks)
+    images, _ = next(train_batches(again.train, batch_size=4, seed=0))  # cached arrays batch (and flip) too
+    assert images.shape == (4, 24, 24, 3)
     load_pets(f"dir:{release}", image_size=16, as_arrays=True)
     assert calls == [4, 3, 4, 3]  # another size, other arrays
 
@@ -359,7 +371,8 @@ _FIT = """
     import sys
     import keras
     from bench.data import load_pets, train_batches
-    splits = load_pets("dir:" + sys.argv[1], image_size=16, as_arrays=True)
+    load_pets("dir:" + sys.argv[1], image_size=16, as_arrays=True)
+    splits = load_pets("dir:" + sys.argv[1], image_size=16, as_arrays=True)  # from the cache
     inputs = keras.Input((16, 16, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", activation="softmax")(inputs))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
