@@ -31,6 +31,7 @@ import numpy as np
 
 from bench.data.cache import atomic_directory, cache_root, discard_directory
 from bench.data.decoders import Decoder
+from bench.data.errors import DataError
 from bench.data.resize import resize_bilinear, resize_nearest
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def cached_splits(
     try:
         with atomic_directory(final) as tmp:
             _write_entry(tmp, key, splits)
-    except Exception as error:  # a cache that cannot be written only costs the next run a decode
+    except (OSError, DataError) as error:  # a cache that cannot be written only costs the next run a decode
         logger.warning("Could not keep the decoded arrays in %s (%s); the next load decodes again", final, error)
     return splits
 
