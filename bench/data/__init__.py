@@ -4,8 +4,14 @@
     train = train_batches(splits.train, batch_size=64, seed=0)
     test = test_batches(splits.test, batch_size=64)
     record = splits.provenance.as_dict()                  # stored with every result
+
+    splits = load_pets("auto", image_size=128, as_arrays=True)   # NumPy arrays, any Keras backend
+    train = train_batches(splits.train, batch_size=64, seed=0)    # NumPy (images, masks) batches
+
+Importing this package does not import TensorFlow; only the tf.data path and the tfds source do.
 """
 
+from bench.data.arrays import ArraySplit
 from bench.data.errors import DataError, SourceUnavailableError
 from bench.data.pipeline import PetSplits, preprocess, test_batches, train_batches
 from bench.data.provenance import Provenance
@@ -14,6 +20,7 @@ from bench.data.synthetic import SyntheticConfig
 
 __all__ = [
     "PETS_DIR_ENV",
+    "ArraySplit",
     "DataError",
     "PetSplits",
     "Provenance",

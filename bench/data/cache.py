@@ -1,5 +1,6 @@
-"""Where the data layer keeps what it makes, written atomically: synthetic sets and extracted
-archives (directories, below), and records of datasets decoded in full (`bench.data.verify`).
+"""Where the data layer keeps what it makes, written atomically: synthetic sets, extracted archives
+and decoded, resized arrays (directories, below), and records of datasets decoded in full
+(`bench.data.verify`).
 
 A directory in the cache is complete or absent: it is built under a hidden temporary name beside
 its final place and renamed into place only when every file is written, so a crash, a Ctrl-C or a
@@ -59,6 +60,16 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def discard_directory(path: Path) -> None:
+    """Remove a cached directory found damaged: renamed away first, so no reader ever sees it half removed."""
+    doomed = path.with_name(f".{path.name}.damaged-{os.getpid()}")
+    try:
+        os.rename(path, doomed)
+    except FileNotFoundError:
+        return  # another process discarded it first
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def cache_unwritable(folder: Path, error: OSError) -> DataError:

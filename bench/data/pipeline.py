@@ -10,17 +10,30 @@ The flips are stateless, drawn from (`seed`, the batch's position in the stream)
 depend on threading. The shuffle is `Dataset.shuffle(seed=seed)`, which TensorFlow combines with its
 global seed when one is set (as `keras.utils.set_random_seed` does): with the harness's settings the
 same seed gives the same batches run to run, and the order also follows the global seed.
+
+`train_batches`, `test_batches` (and `bench.data.split.carve`) also take the array path's splits
+(`load_pets(..., as_arrays=True)`, `bench.data.arrays.ArraySplit`), and then give NumPy batches
+(see `bench.data.arrays`, whose epochs are full shuffles). TensorFlow is imported only by the
+tf.data path, so the array path works without it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+import numpy as np
 
+from bench.data import arrays
+from bench.data.arrays import ArraySplit
+from bench.data.errors import SourceUnavailableError
 from bench.data.provenance import Provenance
 
-AUTOTUNE = tf.data.AUTOTUNE
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+Batches = Iterator[tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -28,10 +41,12 @@ class PetSplits:
     """Both splits, unbatched and preprocessed, in a fixed order, and where they came from.
 
     Elements are `(image, mask)`: image float32 [S, S, 3] in [0, 1], mask uint8 [S, S, 1] in {0, 1, 2}.
+    The splits are `tf.data.Dataset`s, or `ArraySplit`s on the array path (`as_arrays=True`); the
+    provenance is the same for both.
     """
 
-    train: tf.data.Dataset
-    test: tf.data.Dataset
+    train: tf.data.Dataset | ArraySplit
+    test: tf.data.Dataset | ArraySplit
     provenance: Provenance
 
 
@@ -46,6 +61,7 @@ def preprocess(image: tf.Tensor, trimap: tf.Tensor, image_size: int) -> tuple[tf
     Returns:
         image float32 [S, S, 3] in [0, 1]; mask uint8 [S, S, 1] in {0, 1, 2}.
     """
+    tf = tensorflow()
     size = (image_size, image_size)
     # Bilinear interpolation of values in [0, 255] stays in [0, 255], so the result is in [0, 1].
     image = tf.image.resize(image, size, method="bilinear") / 255.0
@@ -63,6 +79,7 @@ def random_flip(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor) -> tuple[t
         masks: [B, S, S, 1].
         seed: int64 [2], the stateless seed for this batch.
     """
+    tf = tensorflow()
     flip = tf.random.stateless_uniform([tf.shape(images)[0]], seed=seed) < 0.5
     flip = flip[:, tf.newaxis, tf.newaxis, tf.newaxis]
     return (
@@ -72,17 +89,18 @@ def random_flip(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor) -> tuple[t
 
 
 def train_batches(
-    ds: tf.data.Dataset,
+    ds: tf.data.Dataset | ArraySplit,
     *,
     batch_size: int,
     seed: int,
     augment: bool = True,
     buffer_size: int = 1000,
-) -> tf.data.Dataset:
+) -> tf.data.Dataset | Batches:
     """The chapter's train pipeline over an unbatched split: infinite, seeded, deterministic.
 
     cache -> shuffle(buffer_size, seed, reshuffled every epoch) -> batch -> repeat ->
-    random horizontal flip (if `augment`) -> prefetch.
+    random horizontal flip (if `augment`) -> prefetch. An `ArraySplit` gets the array path's
+    equivalent (`bench.data.arrays.train_batches`: a full shuffle each epoch, `buffer_size` unused).
 
     Args:
         ds: unbatched (image, mask) examples, e.g. `PetSplits.train`.
@@ -92,10 +110,14 @@ def train_batches(
         buffer_size: shuffle buffer (the chapter's 1000).
 
     Returns:
-        An infinite dataset of (images [B, S, S, 3] float32, masks [B, S, S, 1] uint8).
+        An infinite dataset (an iterator of NumPy arrays, for an `ArraySplit`) of
+        (images [B, S, S, 3] float32, masks [B, S, S, 1] uint8).
     """
+    if isinstance(ds, ArraySplit):
+        return arrays.train_batches(ds, batch_size=batch_size, seed=seed, augment=augment)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    tf = tensorflow()
     batches = (
         ds.cache()
         .shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
@@ -106,18 +128,34 @@ def train_batches(
         # Batch i's flips come from the stateless seed (seed, i): independent of threading.
         batches = batches.enumerate().map(
             lambda i, batch: random_flip(*batch, seed=tf.stack([tf.constant(seed, tf.int64), i])),
-            num_parallel_calls=AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-    return batches.prefetch(AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def test_batches(ds: tf.data.Dataset, *, batch_size: int) -> tf.data.Dataset:
-    """The chapter's test pipeline: batch -> prefetch, in the split's fixed order."""
+def test_batches(ds: tf.data.Dataset | ArraySplit, *, batch_size: int) -> tf.data.Dataset | arrays.ArrayBatches:
+    """The chapter's test pipeline: batch -> prefetch, in the split's fixed order (an `ArraySplit`:
+    NumPy batches in the same order, re-iterable as a dataset, `bench.data.arrays.test_batches`)."""
+    if isinstance(ds, ArraySplit):
+        return arrays.test_batches(ds, batch_size=batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    tf = tensorflow()
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 # Not a test, despite its name: keeps pytest from collecting it where a test module imports it.
 test_batches.__test__ = False  # type: ignore[attr-defined]
+
+
+def tensorflow():  # untyped: the module, imported on first use
+    """TensorFlow, for the tf.data path; without it, one line that says what to do."""
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise SourceUnavailableError(
+            f"the tf.data pipeline needs TensorFlow, which cannot be imported here ({error}): "
+            "pip install -e '.[bench]' (TensorFlow and tensorflow-datasets), or load with as_arrays=True"
+        ) from None
+    return tf

@@ -16,6 +16,9 @@ Each file is read, hashed (the fingerprint) and parsed to its header on every lo
 a fingerprint is seen, every file is also decoded in full as the pipeline decodes it, which finds
 corrupt and cut-short files and trimap values outside {1, 2, 3} (`bench.data.verify`).
 
+The splits are tf.data pipelines that decode with TensorFlow, or, with `as_arrays=True`, arrays
+decoded with Pillow once and cached (`bench.data.arrays`), which need no TensorFlow.
+
 The archives are extracted once into the cache (atomically) and reused while they are unchanged.
 """
 
@@ -30,15 +33,20 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from bench.data.arrays import cached_splits, decode_split
 from bench.data.cache import atomic_directory, cache_root
+from bench.data.decoders import PILLOW, TENSORFLOW, tf_decode_image, tf_decode_trimap
 from bench.data.errors import DataError
-from bench.data.pipeline import AUTOTUNE, PetSplits, preprocess
+from bench.data.pipeline import PetSplits, preprocess, tensorflow
 from bench.data.provenance import Provenance, digest_bytes, fingerprint_examples
-from bench.data.verify import decode_image, decode_trimap, verify_examples
+from bench.data.verify import verify_examples
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
@@ -265,34 +273,39 @@ def _header(
     return header
 
 
-def _decode(image_path: tf.Tensor, trimap_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    return decode_image(tf.io.read_file(image_path)), decode_trimap(tf.io.read_file(trimap_path))
-
-
 def split_dataset(examples: list[Example], image_size: int) -> tf.data.Dataset:
     """The preprocessed (image, mask) examples in list order, decoded in parallel."""
+    tf = tensorflow()
+
+    def decode(image_path: tf.Tensor, trimap_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf_decode_image(tf.io.read_file(image_path)), tf_decode_trimap(tf.io.read_file(trimap_path))
+
     paths = tf.data.Dataset.from_tensor_slices(
         ([str(e.image) for e in examples], [str(e.trimap) for e in examples])
     )
     return paths.map(
-        lambda image_path, trimap_path: preprocess(*_decode(image_path, trimap_path), image_size),
-        num_parallel_calls=AUTOTUNE,
+        lambda image_path, trimap_path: preprocess(*decode(image_path, trimap_path), image_size),
+        num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
 
 
 def load_release(
-    path: str | Path, *, image_size: int, source: str = "dir", synthetic: bool = False
+    path: str | Path, *, image_size: int, source: str = "dir", synthetic: bool = False, as_arrays: bool = False
 ) -> PetSplits:
     """Read, validate and fingerprint a release directory (or its archives) into `PetSplits`.
 
-    The first load of a given content also decodes every file in full (`bench.data.verify`).
+    The first load of a given content also decodes every file in full (`bench.data.verify`), with
+    the decoder its splits will decode with.
 
     Args:
         path: the release directory, or a directory holding the two release archives.
         image_size: side of the square images and masks.
         source, synthetic: recorded in the provenance (the synthetic generator reuses this loader).
+        as_arrays: splits of decoded, resized arrays (Pillow, cached), not tf.data pipelines.
     """
+    if not as_arrays:
+        tensorflow()  # fails here, in one line, where TensorFlow is missing
     root = resolve_release(path)
     splits = {split: read_split_list(root, split) for split in SPLIT_LISTS}
     train_names = {e.name: e.listed_at for e in splits["train"]}
@@ -311,10 +324,12 @@ def load_release(
             for split, examples in splits.items()
         }
     )
+    decoder = PILLOW if as_arrays else TENSORFLOW
     verify_examples(
         [e for examples in splits.values() for e in examples],
         [d for split in splits for d in digests[split]],
         fingerprint,
+        decoder,
     )
     provenance = Provenance(
         source=source,  # type: ignore[arg-type]
@@ -324,6 +339,12 @@ def load_release(
         fingerprint=fingerprint,
         synthetic=synthetic,
     )
+    if as_arrays:
+        arrays = cached_splits(
+            fingerprint, image_size, f"{decoder.name}-{decoder.version}",
+            lambda: {split: decode_split(examples, image_size, decoder) for split, examples in splits.items()},
+        )
+        return PetSplits(train=arrays["train"], test=arrays["test"], provenance=provenance)
     return PetSplits(
         train=split_dataset(splits["train"], image_size),
         test=split_dataset(splits["test"], image_size),

@@ -5,6 +5,10 @@
     "synthetic"  generated pet-like scenes (seeded), cached
     "auto"       the first that is available: TFDS prepared data, then $SEGBENCH_PETS_DIR, then
                  synthetic (which every report then names as such)
+
+Each loads as tf.data pipelines (TensorFlow's decoders: the committed reference's data path) or,
+with `as_arrays=True`, as arrays any Keras backend can train on (`bench.data.arrays`; Pillow's
+decoders, no TensorFlow needed except by the tfds source). The provenance is the same either way.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def load_pets(
     data_dir: str | Path | None = None,
     download: bool = False,
     seed: int = 0,
+    as_arrays: bool = False,
 ) -> PetSplits:
     """Load Oxford-IIIT Pet (or its synthetic stand-in) as preprocessed, unbatched splits.
 
@@ -73,6 +78,9 @@ def load_pets(
         download: let the tfds source download and prepare the dataset if it is not prepared. With
             auto, a download is tried before falling back, and skipped if the host is unreachable.
         seed: the synthetic set's seed (other sources are real data and ignore it).
+        as_arrays: train and test as `bench.data.arrays.ArraySplit` (decoded, resized NumPy arrays,
+            cached on disk) instead of `tf.data.Dataset`s; `train_batches`, `test_batches` and
+            `bench.data.split.carve` take either.
 
     Returns:
         `PetSplits`: train and test (image, mask) datasets in a fixed order, and their provenance.
@@ -86,24 +94,26 @@ def load_pets(
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     if parsed.kind == "tfds":
-        return load_tfds(image_size=image_size, data_dir=data_dir, download=download)
+        return load_tfds(image_size=image_size, data_dir=data_dir, download=download, as_arrays=as_arrays)
     if parsed.kind == "dir":
-        return load_release(parsed.path, image_size=image_size)
+        return load_release(parsed.path, image_size=image_size, as_arrays=as_arrays)
     if parsed.kind == "synthetic":
-        return load_synthetic(SyntheticConfig(seed=seed), image_size=image_size)
-    return _load_auto(image_size=image_size, data_dir=data_dir, download=download, seed=seed)
+        return load_synthetic(SyntheticConfig(seed=seed), image_size=image_size, as_arrays=as_arrays)
+    return _load_auto(image_size=image_size, data_dir=data_dir, download=download, seed=seed, as_arrays=as_arrays)
 
 
-def _load_auto(*, image_size: int, data_dir: str | Path | None, download: bool, seed: int) -> PetSplits:
+def _load_auto(
+    *, image_size: int, data_dir: str | Path | None, download: bool, seed: int, as_arrays: bool
+) -> PetSplits:
     # Only "not available here" falls through; bad data in an available source is an error.
     try:
-        return load_tfds(image_size=image_size, data_dir=data_dir, download=download)
+        return load_tfds(image_size=image_size, data_dir=data_dir, download=download, as_arrays=as_arrays)
     except SourceUnavailableError as error:
         logger.info("auto: TFDS not used: %s", error)
     pets_dir = os.environ.get(PETS_DIR_ENV)
     if pets_dir:
         if not Path(pets_dir).expanduser().is_dir():
             raise DataError(f"${PETS_DIR_ENV}={pets_dir}: no such directory")
-        return load_release(pets_dir, image_size=image_size)
+        return load_release(pets_dir, image_size=image_size, as_arrays=as_arrays)
     logger.info("auto: $%s is not set; falling back to the synthetic stand-in", PETS_DIR_ENV)
-    return load_synthetic(SyntheticConfig(seed=seed), image_size=image_size)
+    return load_synthetic(SyntheticConfig(seed=seed), image_size=image_size, as_arrays=as_arrays)

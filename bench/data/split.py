@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
+
+from bench.data.arrays import ArraySplit
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,21 @@ def choose_validation(trainval_size: int, size: int, seed: int, dataset_fingerpr
     return ValidationSplit(size, seed, trainval_size, tuple(int(i) for i in positions), digest.hexdigest())
 
 
-def carve(ds: tf.data.Dataset, split: ValidationSplit) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """``(train, validation)`` of an unbatched dataset in its fixed order: the positions of
-    ``split`` go to validation (in order), every other example to training (in order)."""
+def carve(
+    ds: tf.data.Dataset | ArraySplit, split: ValidationSplit
+) -> tuple[tf.data.Dataset, tf.data.Dataset] | tuple[ArraySplit, ArraySplit]:
+    """``(train, validation)`` of an unbatched dataset (or an ``ArraySplit``) in its fixed order: the
+    positions of ``split`` go to validation (in order), every other example to training (in order)."""
+    if isinstance(ds, ArraySplit):
+        if len(ds) != split.trainval_size:
+            raise ValueError(f"the validation split was chosen of {split.trainval_size} images, not {len(ds)}")
+        held = np.zeros(len(ds), bool)
+        held[list(split.indices)] = True
+        return ds.subset(np.flatnonzero(~held)), ds.subset(np.flatnonzero(held))
+
+    from bench.data.pipeline import tensorflow
+
+    tf = tensorflow()
     held = tf.constant(split.indices, tf.int64)
 
     # Plain graph functions: autograph has nothing to convert in them (and warns on lambdas).

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from scipy import ndimage
 
-from bench.data.cache import atomic_directory, cache_root
+from bench.data.cache import atomic_directory, cache_root, discard_directory
 from bench.data.errors import DataError
 from bench.data.pipeline import PetSplits
 from bench.data.release import IMAGES_DIR, SPLIT_LISTS, TRIMAPS_DIR, is_release_dir, load_release
@@ -88,32 +86,23 @@ class SyntheticConfig:
         )
 
 
-def load_synthetic(config: SyntheticConfig, *, image_size: int) -> PetSplits:
+def load_synthetic(config: SyntheticConfig, *, image_size: int, as_arrays: bool = False) -> PetSplits:
     """Generate the set into the cache if it is not there yet, then read it with the `dir` loader.
 
     A damaged set (a file cut short or changed in the cache) is generated again: it is derived
     data, and the advice the `dir` loader gives for a damaged release does not apply to it.
+    With `as_arrays`, the set's JPEGs are decoded by Pillow into cached arrays (`bench.data.arrays`).
     """
     root = ensure_synthetic(config)
     try:
-        splits = load_release(root, image_size=image_size, source="synthetic", synthetic=True)
+        splits = load_release(root, image_size=image_size, source="synthetic", synthetic=True, as_arrays=as_arrays)
     except DataError as error:
         logger.warning("The synthetic set in the cache is damaged (%s); generating it again", _problem_only(error))
-        discard_synthetic(root)
+        discard_directory(root)
         root = ensure_synthetic(config)
-        splits = load_release(root, image_size=image_size, source="synthetic", synthetic=True)
+        splits = load_release(root, image_size=image_size, source="synthetic", synthetic=True, as_arrays=as_arrays)
     logger.warning("Using %s", splits.provenance.describe())
     return splits
-
-
-def discard_synthetic(root: Path) -> None:
-    """Removes a generated set: renamed away first, so no reader ever sees it half removed."""
-    doomed = root.with_name(f".{root.name}.damaged-{os.getpid()}")
-    try:
-        os.rename(root, doomed)
-    except FileNotFoundError:
-        return  # another process discarded it first
-    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _problem_only(error: DataError) -> str:

@@ -5,6 +5,10 @@ download happens only when asked (`download=True`), and only after a quick probe
 download host: TFDS itself retries an unreachable host for minutes before it gives up, where this
 fails in a few seconds and says what to do instead. The download goes to the official archives
 (checksummed by TFDS), not the GCS mirror, so the probe checks the host actually used.
+
+TFDS reads its records with TensorFlow, so this source needs TensorFlow even for the array path
+(`as_arrays=True`: the tf.data splits decoded once into cached arrays); without TensorFlow or
+tensorflow-datasets it is unavailable, and says so in one line.
 """
 
 from __future__ import annotations
@@ -12,15 +16,20 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import tensorflow as tf
+import numpy as np
 
+from bench.data.arrays import ArraySplit, cached_splits
 from bench.data.errors import DataError, SourceUnavailableError
-from bench.data.pipeline import AUTOTUNE, PetSplits, preprocess
+from bench.data.pipeline import PetSplits, preprocess
 from bench.data.provenance import Provenance, fingerprint_json
 from bench.data.release import RELEASE_URL
 from segmodels._network import host_unreachable
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +49,7 @@ _ALTERNATIVES = (
 
 
 def load_tfds(
-    *, image_size: int, data_dir: str | Path | None = None, download: bool = False
+    *, image_size: int, data_dir: str | Path | None = None, download: bool = False, as_arrays: bool = False
 ) -> PetSplits:
     """Read the prepared TFDS dataset (preparing it first only if `download`).
 
@@ -49,13 +58,22 @@ def load_tfds(
         data_dir: the TFDS data directory; None for TFDS's default (`$TFDS_DATA_DIR` or
             `~/tensorflow_datasets`).
         download: download and prepare the dataset (~800 MB) if it is not prepared yet.
+        as_arrays: the splits decoded (by TensorFlow, as TFDS stores them) into cached arrays.
 
     Raises:
-        SourceUnavailableError: not prepared and `download` is False, or the download host cannot
-            be reached, or a dependency of preparing is missing; the message says what to do.
+        SourceUnavailableError: TensorFlow or tensorflow-datasets is missing, or the data is not
+            prepared and `download` is False, or the download host cannot be reached, or a
+            dependency of preparing is missing; the message says what to do.
         DataError: the download or preparation failed.
     """
-    import tensorflow_datasets as tfds  # ~1 s to import: only when this source is used
+    try:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds  # ~1 s to import: only when this source is used
+    except ImportError as error:
+        raise SourceUnavailableError(
+            f"the tfds source needs TensorFlow and tensorflow-datasets ({error}): pip install -e '.[bench]', "
+            f"or {_ALTERNATIVES}"
+        ) from None
 
     builder = tfds.builder(f"{DATASET}:{VERSION}", data_dir=None if data_dir is None else str(data_dir))
     if not builder.is_prepared():
@@ -69,7 +87,7 @@ def load_tfds(
     datasets = {
         name: builder.as_dataset(split=split, shuffle_files=False).map(
             lambda example: preprocess(example["image"], _checked_mask(example), image_size),
-            num_parallel_calls=AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
         for name, split in SPLITS.items()
@@ -96,11 +114,22 @@ def load_tfds(
         ),
         synthetic=False,
     )
+    if as_arrays:
+        arrays = cached_splits(provenance.fingerprint, image_size, f"tensorflow-{tf.__version__}",
+                               lambda: {name: _as_arrays(ds) for name, ds in datasets.items()})
+        return PetSplits(train=arrays["train"], test=arrays["test"], provenance=provenance)
     return PetSplits(train=datasets["train"], test=datasets["test"], provenance=provenance)
+
+
+def _as_arrays(ds: tf.data.Dataset) -> ArraySplit:
+    pairs = [(image.numpy(), mask.numpy()) for image, mask in ds]
+    return ArraySplit(np.stack([image for image, _ in pairs]), np.stack([mask for _, mask in pairs]))
 
 
 def _checked_mask(example: dict[str, tf.Tensor]) -> tf.Tensor:
     """The trimap, with a check that it holds only 1, 2, 3 (a 0 would wrap to 255 after the -1)."""
+    import tensorflow as tf
+
     mask = example["segmentation_mask"]
     valid = tf.reduce_all((mask >= 1) & (mask <= 3))
     check = tf.debugging.Assert(

@@ -1,12 +1,13 @@
 """Every file of a dataset decoded once, as the pipeline will decode it, before any training.
 
 `load_release` reads, hashes and header-checks every file on each load, which is cheap. The first
-time a dataset is seen, this module also decodes each image and trimap in full with the very
-TensorFlow ops the pipeline uses, so a file that would stop training mid-epoch with
+time a dataset is seen, this module also decodes each image and trimap in full with the decoder
+the pipeline uses (`bench.data.decoders`: TensorFlow's for the tf.data path, Pillow's for the array
+path; both give the same verdicts, which the tests check on every kind of bad file), so a file that would stop training mid-epoch with
 `jpeg::Uncompress failed`, naming no file, is named here, with what to do about it; and it checks
 the trimaps' values on the decoded pixels. A record that the dataset passed is then kept under the
-cache, keyed by the dataset's fingerprint (a digest of every file's bytes), so a later load of the
-same data pays a file lookup instead.
+cache, keyed by the dataset's fingerprint (a digest of every file's bytes) and the decoder, which
+the record names with its version, so a later load of the same data pays a file lookup instead.
 
 A JPEG cut short and given back its end marker (FF D9) decodes without an error: libjpeg fills what
 is missing with zeros, which show as flat grey, and only warns, and neither TensorFlow nor Pillow
@@ -36,9 +37,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from bench.data.cache import cache_root
+from bench.data.decoders import DecodeError, Decoder
 from bench.data.errors import DataError
 from bench.data.provenance import digest_bytes
 
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Bump when a check is added or changed: datasets verified without it are then verified again.
-CHECKS_VERSION = 1
+CHECKS_VERSION = 2
 TRIMAP_VALUES = (1, 2, 3)
 # How tf.io.decode_image tells formats apart: by their first bytes.
 _MAGIC = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP"}
@@ -59,36 +60,22 @@ _MAX_REPORTED = 10
 _LIBJPEG_WARNING = re.compile(r"^(Corrupt JPEG data: |Premature end of JPEG file$)")
 
 
-def decode_image(data: bytes | tf.Tensor) -> tf.Tensor:
-    """An image file's bytes as uint8 RGB (height, width, 3), as the pipeline decodes them.
-
-    Copes with the release's quirks as TFDS does: a GIF gives its first frame, an RGBA PNG loses its
-    alpha, grayscale is repeated to RGB.
-    """
-    return tf.io.decode_image(data, channels=3, expand_animations=False)
-
-
-def decode_trimap(data: bytes | tf.Tensor) -> tf.Tensor:
-    """A trimap file's bytes as uint8 (height, width, 1), as the pipeline decodes them."""
-    return tf.io.decode_png(data, channels=1)
-
-
 def verified_dir() -> Path:
-    """Where the records of fully decoded datasets are kept, one JSON file per fingerprint."""
+    """Where the records of fully decoded datasets are kept, one JSON file per fingerprint and decoder."""
     return cache_root() / "pets-verified"
 
 
-def is_verified(fingerprint: str) -> bool:
-    """Whether the data with this fingerprint was fully decoded by these checks and this TensorFlow."""
+def is_verified(fingerprint: str, decoder: Decoder) -> bool:
+    """Whether the data with this fingerprint was fully decoded by these checks and this decoder."""
     try:
-        record = json.loads((verified_dir() / f"{fingerprint}.json").read_text())
+        record = json.loads(_record_path(fingerprint, decoder).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(record, dict) and all(record.get(k) == v for k, v in _checked_by().items())
+    return isinstance(record, dict) and all(record.get(k) == v for k, v in _checked_by(decoder).items())
 
 
 def verify_examples(
-    examples: Sequence[Example], digests: Sequence[tuple[bytes, bytes]], fingerprint: str
+    examples: Sequence[Example], digests: Sequence[tuple[bytes, bytes]], fingerprint: str, decoder: Decoder
 ) -> None:
     """Decode every example in full, unless the data with this fingerprint was verified before.
 
@@ -97,17 +84,19 @@ def verify_examples(
         digests: each example's (image, trimap) SHA-256 digests, as fingerprinted. A file whose
             bytes differ now is reported, so the record kept is always of the bytes decoded.
         fingerprint: the dataset's fingerprint, the key of the record kept when all decode.
+        decoder: the decoder the pipeline will decode with (`bench.data.decoders`).
 
     Raises:
         DataError: naming each file that fails (the first ten) and what to do about it.
     """
-    if is_verified(fingerprint):
+    if is_verified(fingerprint, decoder):
         return
-    logger.info("Decoding all %d examples once, to verify them before any training", len(examples))
+    logger.info("Decoding all %d examples once with %s, to verify them before any training",
+                len(examples), decoder.name)
     start = time.perf_counter()
     with _decoder_warnings_kept_off_the_terminal(), ThreadPoolExecutor() as pool:
-        # TensorFlow's decoders and hashing release the GIL
-        problems = [p for p in pool.map(_problem, examples, digests) if p is not None]
+        # The decoders (TensorFlow's and Pillow's) and hashing release the GIL
+        problems = [p for p in pool.map(lambda e, d: _problem(e, d, decoder), examples, digests) if p is not None]
     if len(problems) == 1:
         raise DataError(problems[0])
     if problems:
@@ -124,12 +113,12 @@ def verify_examples(
         "examples": len(examples),
         "seconds": round(seconds, 2),
         "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **_checked_by(),
+        **_checked_by(decoder),
     }
-    _remember(fingerprint, record)
+    _remember(_record_path(fingerprint, decoder), record)
 
 
-def verify_example(example: Example, digests: tuple[bytes, bytes]) -> None:
+def verify_example(example: Example, digests: tuple[bytes, bytes], decoder: Decoder) -> None:
     """Decode an example's image and trimap in full, as the pipeline will; check the trimap's values.
 
     Raises:
@@ -138,13 +127,10 @@ def verify_example(example: Example, digests: tuple[bytes, bytes]) -> None:
     data = _read_unchanged(example.image, digests[0], example.fix)
     kind = next((name for magic, name in _MAGIC.items() if data.startswith(magic)), "image")
     try:
-        pixels = decode_image(data)
-    except tf.errors.OpError as error:
-        raise DataError(
-            f"{example.image}: corrupt {kind} data, cannot be decoded ({_reason(error)}); "
-            f"{example.fix}"
-        ) from error
-    if kind == "JPEG" and _runs_out_of_data(data, pixels.numpy()):
+        pixels = decoder.decode_image(data)
+    except DecodeError as error:
+        raise DataError(f"{example.image}: corrupt {kind} data, cannot be decoded ({error}); {example.fix}") from error
+    if kind == "JPEG" and _runs_out_of_data(data, pixels, decoder):
         raise DataError(
             f"{example.image}: truncated JPEG: its data ends before the image does, the rest would "
             f"decode as grey or blur (a cut-short copy given back its end marker?); {example.fix}"
@@ -152,12 +138,9 @@ def verify_example(example: Example, digests: tuple[bytes, bytes]) -> None:
 
     data = _read_unchanged(example.trimap, digests[1], example.fix)
     try:
-        values = decode_trimap(data).numpy()
-    except tf.errors.OpError as error:
-        raise DataError(
-            f"{example.trimap}: corrupt PNG data, cannot be decoded ({_reason(error)}); "
-            f"{example.fix}"
-        ) from error
+        values = decoder.decode_trimap(data)
+    except DecodeError as error:
+        raise DataError(f"{example.trimap}: corrupt PNG data, cannot be decoded ({error}); {example.fix}") from error
     if values.min() < TRIMAP_VALUES[0] or values.max() > TRIMAP_VALUES[-1]:
         bad = sorted(set(np.unique(values).tolist()) - set(TRIMAP_VALUES))
         raise DataError(
@@ -166,9 +149,9 @@ def verify_example(example: Example, digests: tuple[bytes, bytes]) -> None:
         )
 
 
-def _problem(example: Example, digests: tuple[bytes, bytes]) -> str | None:
+def _problem(example: Example, digests: tuple[bytes, bytes], decoder: Decoder) -> str | None:
     try:
-        verify_example(example, digests)
+        verify_example(example, digests, decoder)
     except DataError as error:
         return str(error)
     return None
@@ -184,14 +167,14 @@ def _read_unchanged(path: Path, digest: bytes, fix: str) -> bytes:
     return data
 
 
-def _runs_out_of_data(data: bytes, decoded: np.ndarray) -> bool:
+def _runs_out_of_data(data: bytes, decoded: np.ndarray, decoder: Decoder) -> bool:
     """Whether a JPEG that decoded reads past its compressed data (see the module docstring)."""
     end = data.rfind(_JPEG_END)
     if end < 0:  # without an end marker it fails to decode, and never gets here
         return False
     try:
-        again = decode_image(data[:end] + _FILLER + data[end:]).numpy()
-    except tf.errors.OpError:
+        again = decoder.decode_image(data[:end] + _FILLER + data[end:])
+    except DecodeError:
         return True  # the filler was read as data, and broke it
     return not np.array_equal(decoded, again)
 
@@ -227,20 +210,17 @@ def _decoder_warnings_kept_off_the_terminal() -> Iterator[None]:
                 print("\n".join(kept), file=sys.stderr)
 
 
-def _reason(error: tf.errors.OpError) -> str:
-    """TensorFlow's message without its "{{function_node ...}}" prefix and "[Op:...]" suffix."""
-    message = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:\w+\]\s*$", "", error.message.strip())
-    return message or type(error).__name__
+def _checked_by(decoder: Decoder) -> dict[str, object]:
+    return {"checks": CHECKS_VERSION, "decoder": decoder.name, "decoder_version": decoder.version}
 
 
-def _checked_by() -> dict[str, object]:
-    return {"checks": CHECKS_VERSION, "tensorflow": tf.__version__}
+def _record_path(fingerprint: str, decoder: Decoder) -> Path:
+    return verified_dir() / f"{fingerprint}.{decoder.name}.json"
 
 
-def _remember(fingerprint: str, record: dict[str, object]) -> None:
+def _remember(final: Path, record: dict[str, object]) -> None:
     """Keep the record (written whole, then renamed into place); a cache that cannot be written only
     means the next load verifies again."""
-    final = verified_dir() / f"{fingerprint}.json"
     tmp = None
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

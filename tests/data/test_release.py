@@ -1,5 +1,6 @@
 """bench.data.release: the `dir` source on a tiny generated layout, its archives, the real sample,
-the release's quirks, and every kind of bad input."""
+the release's quirks, and every kind of bad input. The tests that decode run on both paths
+(`data_path`: tf.data with TensorFlow's decoders, arrays with Pillow's)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ def _names(root: Path, split_list: str = "trainval.txt") -> list[str]:
     return [line.split()[0] for line in (root / "annotations" / split_list).read_text().splitlines()]
 
 
-def _arrays(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [(x.numpy(), y.numpy()) for x, y in ds]
+def _arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(np.asarray(x), np.asarray(y)) for x, y in ds]
     return np.stack([x for x, _ in pairs]), np.stack([y for _, y in pairs])
 
 
-def test_dir_loads_the_layout_preprocessed_in_list_order(release):
-    splits = load_pets(f"dir:{release}", image_size=32)
+def test_dir_loads_the_layout_preprocessed_in_list_order(data_path, release):
+    splits = data_path.load(f"dir:{release}", image_size=32)
 
     images, masks = _arrays(splits.train)
     assert images.shape == (4, 32, 32, 3) and images.dtype == np.float32
@@ -62,7 +63,7 @@ def test_dir_provenance_is_content_based(release, tmp_path):
     assert load_pets(f"dir:{moved}", image_size=32).provenance.fingerprint != provenance.fingerprint
 
 
-def test_release_quirks_decode_like_pil_rgb(release):
+def test_release_quirks_decode_like_pil_rgb(data_path, release):
     """As in the release: a GIF and an RGBA PNG under .jpg names, and a grayscale JPEG."""
     names = _names(release)
     rng = np.random.default_rng(1)
@@ -85,12 +86,12 @@ def test_release_quirks_decode_like_pil_rgb(release):
             image.save(path, format="JPEG", quality=95)
         quirks[name] = np.asarray(Image.open(path).convert("RGB"))
 
-    splits = load_pets(f"dir:{release}", image_size=16)
+    splits = data_path.load(f"dir:{release}", image_size=16)
 
     for (image, _), name in zip(splits.train, names, strict=False):
         if name in quirks:
             expected = tf.image.resize(quirks[name], (16, 16)) / 255.0
-            np.testing.assert_allclose(image.numpy(), expected.numpy(), atol=3 / 255)
+            np.testing.assert_allclose(np.asarray(image), expected.numpy(), atol=3 / 255)
 
 
 def test_dir_reads_the_two_release_archives_once(release, tmp_path):
@@ -152,14 +153,14 @@ def _trimap_path(root: Path, index: int = 0) -> Path:
     return root / "annotations" / "trimaps" / f"{_names(root)[index]}.png"
 
 
-def test_trimap_value_outside_1_2_3(release):
+def test_trimap_value_outside_1_2_3(data_path, release):
     trimap = _trimap_path(release, 1)
     pixels = np.asarray(Image.open(trimap)).copy()
     pixels[2, 2] = 0
     pixels[3, 3] = 7
     Image.fromarray(pixels).save(trimap)
     with pytest.raises(DataError, match=rf"{trimap.name}: trimap values \[0, 7\] outside \{{1, 2, 3\}}"):
-        load_pets(f"dir:{release}")
+        data_path.load(f"dir:{release}")
 
 
 def test_image_and_trimap_of_different_sizes(release):
@@ -207,13 +208,13 @@ def test_unreadable_image(release, content):
         load_pets(f"dir:{release}")
 
 
-def test_truncated_image(release):
+def test_truncated_image(data_path, release):
     """An interrupted copy: the header reads, the pixels do not. Caught at load, not mid-epoch."""
     image = release / "images" / f"{_names(release, 'test.txt')[0]}.jpg"
     data = image.read_bytes()
     image.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=rf"{image.name}: corrupt JPEG data, cannot be decoded"):
-        load_pets(f"dir:{release}")
+        data_path.load(f"dir:{release}")
 
 
 def test_same_name_in_both_splits(release):
@@ -227,8 +228,8 @@ def test_same_name_in_both_splits(release):
 # === The real release sample (../shared), when present ===
 
 
-def test_real_sample_loads(pet_sample_dir):
-    splits = load_pets(f"dir:{pet_sample_dir}", image_size=64)
+def test_real_sample_loads(data_path, pet_sample_dir):
+    splits = data_path.load(f"dir:{pet_sample_dir}", image_size=64)
     provenance = splits.provenance
     assert (provenance.source, provenance.synthetic) == ("dir", False)
     assert (provenance.train_size, provenance.test_size) == (112, 98)

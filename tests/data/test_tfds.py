@@ -128,3 +128,20 @@ def test_probe_answers_within_its_timeout():
     start = time.monotonic()
     assert tfds_source.probe("segbench.invalid", timeout=2.0)  # RFC 6761: never resolves
     assert time.monotonic() - start < 3.0
+
+
+def test_prepared_tfds_as_arrays_is_the_same_data(prepared_dir, tmp_path, monkeypatch):
+    """TFDS needs TensorFlow to read its records: the array path holds what its tf.data path gives."""
+    from bench.data import ArraySplit
+
+    monkeypatch.setenv("SEGBENCH_CACHE", str(tmp_path / "cache"))
+    with tfds.testing.mock_data(
+        as_dataset_fn=_mock_examples, policy=tfds.testing.MockPolicy.USE_FILES, data_dir=str(prepared_dir)
+    ):
+        datasets = load_pets("tfds", data_dir=prepared_dir, image_size=16)
+        arrays = load_pets("tfds", data_dir=prepared_dir, image_size=16, as_arrays=True)
+        expected = [(x.numpy(), y.numpy()) for x, y in datasets.train]
+    assert arrays.provenance == datasets.provenance
+    assert isinstance(arrays.train, ArraySplit) and (len(arrays.train), len(arrays.test)) == (5, 3)
+    np.testing.assert_array_equal(arrays.train.images, np.stack([x for x, _ in expected]))
+    np.testing.assert_array_equal(arrays.train.masks, np.stack([y for _, y in expected]))
