@@ -84,17 +84,34 @@ def perf(session: nox.Session) -> None:
     )
 
 
+def _posarg_value(posargs: list[str], flag: str) -> str | None:
+    """The value of ``flag`` among the session's arguments (``--flag v`` or ``--flag=v``), before any ``--``."""
+    args = posargs[: posargs.index("--")] if "--" in posargs else posargs
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 @nox.session
 def gpu(session: nox.Session) -> None:
     """The accelerator check: every precision x XLA mode on a short schedule, through the CLI.
 
     Prints images/s per model and mode and the mIoU parity table; exits non-zero on any failed run,
     any run that fell back from the mode asked for, or parity outside the tolerance; exits 3 where
-    TensorFlow sees no GPU (`-- --allow-cpu` runs it on the CPU). `-- --models unet-mobilenetv2`
-    for a shorter matrix; arguments after a second `--` go to every `python -m bench run`.
+    the backend sees no GPU (`-- --allow-cpu` runs it on the CPU). `-- --backend jax` checks JAX
+    (installing its CUDA build instead of TensorFlow's); `-- --models unet-mobilenetv2` for a
+    shorter matrix; arguments after a second `--` go to every `python -m bench run`.
     """
-    # The CUDA libraries TensorFlow needs come with its [and-cuda] extra (Linux).
-    session.install("-e", ".[bench,test]", "tensorflow[and-cuda]")
+    # Each backend's CUDA libraries come with its own extra (Linux): TensorFlow's [and-cuda], JAX's
+    # [cuda12]; PyTorch's default Linux wheel carries CUDA.
+    backend = _posarg_value(session.posargs, "--backend") or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    cuda = {"tensorflow": ["tensorflow[and-cuda]"], "jax": ["jax[cuda12]"], "torch": ["torch"]}
+    if backend not in cuda:
+        session.error(f"--backend {backend!r}: choose tensorflow, jax or torch")
+    session.install("-e", ".[bench,test]", *cuda[backend])
     # First the training loop with and without a host sync per step (ms/step, on the GPU), then the matrix.
     session.run(
         "pytest", "tests/perf/test_speed_modes.py", "-m", "perf", "-k", "per_step_sync", "-s", "-p", "no:cacheprovider",

@@ -84,7 +84,7 @@ def resolve_xla(
     """
     if backend == "jax":
         if eager:
-            return False, "eager profile: JAX runs the training steps uncompiled"
+            return False, "xla auto -> off: an eager profile (JAX runs its training steps uncompiled)"
         return True, "" if setting == "on" else "xla auto -> on: JAX compiles every step with XLA"
     if backend == "torch":
         if setting == "on":
