@@ -10,6 +10,11 @@ Within that context quality compares across devices but speed does not: the cost
 (:func:`is_cost_metric`) of a run count only when it ran on the main device, the one with the most
 ranked successful runs. The others' costs are summarised per model and device, apart.
 
+A sweep on several Keras backends (``--backend tensorflow,jax``) stores each model once per
+backend, in one context; two backends' runs are two measurements, never two seeds of one. The
+report ranks the runs of one backend (:func:`ranked_backend`) and shows the others beside it
+(:mod:`bench.report.keras_backends`).
+
 Everything here selects among stored rows; nothing is recomputed.
 """
 
@@ -17,11 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from bench.config.backends import BACKENDS, DEFAULT_BACKEND
 from bench.config.profiles import PROFILES
 from bench.config.run_config import RunConfig, record_context_id
 from bench.report.load import Results, as_bool
@@ -76,9 +83,15 @@ class Selection:
         context_source: ``context.json`` or ``most recent run``.
         others: The other contexts, most runs first.
         device: The device the cost metrics are compared on (None without a successful run).
-        devices: Device label per ranked run id (``device`` plus `` x N`` for N replicas).
+        devices: Device label per run id of the context (``device`` plus `` x N`` for N replicas).
         other_device_costs: One row per model and other device: model, family, device, n (ok runs)
             and the mean over those runs of every cost metric stored; empty with one device.
+        backend: The Keras backend whose runs :attr:`results` holds (:func:`ranked_backend`).
+        backends: Every backend the context's runs computed on, in :data:`bench.config.backends.BACKENDS`
+            order.
+        backend_of: The backend of every run of the context (index: run_id, :func:`run_backends`).
+        every_backend: The context's runs on every backend, with :attr:`results`'s cost filter
+            (costs of the main device only); None where :attr:`results` already holds them all.
     """
 
     results: Results
@@ -88,10 +101,18 @@ class Selection:
     device: str | None
     devices: pd.Series
     other_device_costs: pd.DataFrame
+    backend: str = DEFAULT_BACKEND
+    backends: tuple[str, ...] = (DEFAULT_BACKEND,)
+    backend_of: pd.Series | None = None
+    every_backend: Results | None = None
 
     @property
     def several_devices(self) -> bool:
         return len(self.other_device_costs) > 0
+
+    @property
+    def several_backends(self) -> bool:
+        return len(self.backends) > 1
 
 
 def run_contexts(results: Results) -> pd.Series:
@@ -159,6 +180,29 @@ def differences(ranked: dict[str, Any], other: dict[str, Any]) -> list[tuple[str
     return [(k, _text(ranked.get(k)), _text(other.get(k))) for k in keys]
 
 
+def run_backends(runs: pd.DataFrame) -> pd.Series:
+    """The Keras backend of every run (index: run_id): its ``config.backend`` column (the backend
+    its config asked for, part of its identity), else its ``keras_backend`` column (the one Keras
+    reported), else TensorFlow, on which every run stored before the backend was a choice ran."""
+    columns = [runs[c] for c in ("config.backend", "keras_backend") if c in runs.columns]
+    names = []
+    for values in zip(*columns, strict=True) if columns else [()] * len(runs):
+        given = [str(v).strip().lower() for v in values if not _missing(v) and str(v).strip()]
+        names.append(given[0] if given else DEFAULT_BACKEND)
+    return pd.Series(names, index=runs["run_id"].to_numpy(), name="backend", dtype=object)
+
+
+def ranked_backend(backends: tuple[str, ...]) -> str:
+    """The backend the leaderboard ranks: TensorFlow where the runs have it (the default, on which
+    every earlier run ran), else the first present in :data:`bench.config.backends.BACKENDS` order."""
+    return DEFAULT_BACKEND if DEFAULT_BACKEND in backends or not backends else backends[0]
+
+
+def _backends_present(backend_of: pd.Series) -> tuple[str, ...]:
+    present = set(backend_of)
+    return (*[b for b in BACKENDS if b in present], *sorted(present - set(BACKENDS)))
+
+
 def device_labels(runs: pd.DataFrame, environment: dict[str, Any]) -> pd.Series:
     """The device of each run (index: run_id): its ``device`` column, `` x N`` appended when it
     trained on N > 1 replicas (``config.replicas``). Without the column, environment.json's device."""
@@ -203,13 +247,14 @@ def _other_device_costs(results: Results, ok: pd.DataFrame, devices: pd.Series, 
 
 
 def select(results: Results) -> Selection:
-    """The runs the report ranks (the folder's context) and the devices their costs compare on."""
+    """The runs the report ranks (the folder's context, on one backend) and the devices their costs
+    compare on."""
     contexts = run_contexts(results)
     context_id, source, ranked_settings = folder_context(results, contexts)
     in_context = results.runs["run_id"].map(contexts) == context_id
-    ranked_runs = results.runs[in_context].reset_index(drop=True)
+    context_runs = results.runs[in_context].reset_index(drop=True)
     if ranked_settings is None:
-        ranked_settings = _settings(results, ranked_runs)
+        ranked_settings = _settings(results, context_runs)
     others = []
     foreign = results.runs[~in_context]
     for other_id, group in foreign.groupby(foreign["run_id"].map(contexts), sort=True):
@@ -217,20 +262,34 @@ def select(results: Results) -> Selection:
         others.append(OtherContext(str(other_id), group, differences(ranked_settings, _settings(results, group))))
     others.sort(key=lambda o: (-len(o.runs), o.context_id))
 
+    # One backend's runs are ranked: another backend's run of the same model and seed is no re-run
+    # (it must not supersede) and no extra seed (it must not pool).
+    backend_of = run_backends(context_runs)
+    backends = _backends_present(backend_of)
+    backend = ranked_backend(backends)
+    ranked_runs = context_runs[context_runs["run_id"].map(backend_of) == backend].reset_index(drop=True)
+
     current, _ = current_runs(ranked_runs)
     ok = current[current["status"] == "ok"]
-    devices = device_labels(ranked_runs, results.environment)
+    devices = device_labels(context_runs, results.environment)
     device = main_device(devices[ok["run_id"]], results.environment)
     costs = _other_device_costs(results, ok, devices, device) if device is not None else pd.DataFrame()
-    ids = set(ranked_runs["run_id"])
     elsewhere = set(devices.index[devices != device]) if device is not None else set()
+    kept = restrict(results, ranked_runs, elsewhere)
+    every = restrict(results, context_runs, elsewhere) if len(backends) > 1 else None
+    return Selection(kept, context_id, source, others, device, devices, costs, backend, backends, backend_of, every)
+
+
+def restrict(results: Results, runs: pd.DataFrame, elsewhere: Collection[str] = ()) -> Results:
+    """``results`` with the rows of ``runs`` only (their metrics and history), less the cost metrics
+    of the run ids measured ``elsewhere`` (on another device than the main one)."""
+    ids = set(runs["run_id"])
     metrics = results.metrics[results.metrics["run_id"].isin(ids)]
     metrics = metrics[~(metrics["run_id"].isin(elsewhere) & metrics["metric"].map(is_cost_metric).astype(bool))]
-    kept = dataclasses.replace(
-        results, runs=ranked_runs, metrics=metrics.reset_index(drop=True),
+    return dataclasses.replace(
+        results, runs=runs, metrics=metrics.reset_index(drop=True),
         history=results.history[results.history["run_id"].isin(ids)].reset_index(drop=True),
     )
-    return Selection(kept, context_id, source, others, device, devices, costs)
 
 
 def synthetic(runs: pd.DataFrame) -> bool:

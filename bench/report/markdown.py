@@ -16,6 +16,7 @@ from bench.report import statistics as ev
 from bench.report import tables
 from bench.report.comparable import Selection
 from bench.report.conditions import environment_table, is_synthetic, shared_and_varying, stored_value, stored_values
+from bench.report.keras_backends import backend_note
 from bench.report.load import Results, as_bool
 from bench.report.papers import papers_section
 from bench.report.sections import (
@@ -179,7 +180,8 @@ class Page:
         table: :func:`bench.report.summary.model_table`, rank order; ``pareto``: its accuracy vs
             latency front (:func:`bench.report.summary.pareto_front`).
         figures: The figures of the "Figures" section, in order.
-        after_costs: The sections placed after "Costs": the "Edge-based vs region-based" lines
+        after_costs: The sections placed after "Costs": the "Keras backends" side by side (absent
+            with one backend, bench.report.keras_backends), the "Edge-based vs region-based" lines
             (bench.report.edge_vs_region, absent when no classical run is stored), training, and the
             networks only costed (bench.report.training).
         selection: What was left out of the ranking (bench.report.comparable): runs of other
@@ -248,7 +250,8 @@ def build_markdown(page: Page) -> str:
         "",
         "## Leaderboard",
         "",
-        _leaderboard_caption(table, evidence) + (device_note(selection) if several else ""),
+        _leaderboard_caption(table, evidence) + (device_note(selection) if several else "")
+        + (backend_note(selection) if selection is not None and selection.several_backends else ""),
         "",
         tables.leaderboard_table(table, intervals, tables.tie_marks(
             evidence.test if evidence is not None else None, table.dropna(subset=["miou"])["model"].tolist())),

@@ -5,8 +5,9 @@
 and writes ``leaderboard.md`` with its PNG figures beside them. It never recomputes a stored metric;
 the intervals, the test against #1 and the curves come from the stored per-image evidence with a
 fixed resampling seed, so rendering the same stored results twice gives byte-identical files. It
-ranks the runs of the folder's one comparison context only, and compares costs on one device
-(:mod:`bench.report.comparable`).
+ranks the runs of the folder's one comparison context on one Keras backend only, and compares costs
+on one device (:mod:`bench.report.comparable`); other backends' runs are side by side in a section
+of their own (:mod:`bench.report.keras_backends`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.report import comparable, edge_vs_region, figures, training
+from bench.report import comparable, edge_vs_region, figures, keras_backends, training
 from bench.report.load import Predictions, Results, ResultsNotFoundError, load_results
 from bench.report.markdown import LEADING, Page, build_markdown
 from bench.report.sections import FigureEntry
@@ -265,7 +266,8 @@ def render_report(results_dir: Path) -> Path:
     }
 
     md_path = results_dir / LEADERBOARD_MD
-    extra = edge_vs_region.section(comparison, classical_figure, evidence) if comparison is not None else []
+    extra = keras_backends.section(keras_backends.side_by_side(selection, table["model"].tolist()))
+    extra += edge_vs_region.section(comparison, classical_figure, evidence) if comparison is not None else []
     extra += training.training_section(results, runs, table)
     extra += training.untrained_costs_section(costed, model_table(costed) if len(costed.runs) else costed.runs)
     page = Page(results=results, runs=runs, superseded=superseded, table=table, pareto=pareto, figures=entries,
