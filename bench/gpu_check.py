@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config.backends import BACKENDS, BackendError, check_installed, default_backends
-from bench.config.modes import fast_settings, local_gpus
+from bench.config.modes import PARITY_TOLERANCE, fast_settings, local_gpus
 
 #: (precision, xla, deterministic) of each cell on TensorFlow; the first is the parity baseline.
 MATRIX: list[tuple[str, str, bool]] = [
@@ -76,12 +76,6 @@ DEFAULT_RUN_ARGS = [
     "--batch-size", "16", "--seeds", "0",
 ]
 
-#: A mode's mIoU may differ from float32's (same model, seed, schedule) by at most this much. On
-#: the 2-core CPU, U-Net MobileNetV2 on the real sample after 20 steps: mixed_bfloat16 - float32
-#: = +0.0004 (seed 0) and -0.0076 (seed 1), against 0.009 between the two float32 seeds; every
-#: other mode within 0.015 of float32 (README "Speed"). 0.03 leaves room for a short, noisy
-#: schedule while catching a broken mode (half-precision logits in the loss cost far more).
-PARITY_TOLERANCE = 0.03
 
 #: The largest-batch search stops here in the check (bench.measure.timing.MAX_BATCH_ENV), to fit its time.
 CHECK_MAX_BATCH = "1024"

@@ -12,7 +12,7 @@ ranked successful runs. The others' costs are summarised per model and device, a
 
 A sweep on several Keras backends (``--backend tensorflow,jax``) stores each model once per
 backend, in one context; two backends' runs are two measurements, never two seeds of one. The
-report ranks the runs of one backend (:func:`ranked_backend`) and shows the others beside it
+report ranks the runs of one backend (:func:`bench.config.backends.ranked_backend`) and shows the others beside it
 (:mod:`bench.report.keras_backends`).
 
 Everything here selects among stored rows; nothing is recomputed.
@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.config.backends import BACKENDS, DEFAULT_BACKEND
+from bench.config.backends import BACKENDS, DEFAULT_BACKEND, ranked_backend
 from bench.config.profiles import PROFILES
 from bench.config.run_config import RunConfig, record_context_id
 from bench.report.load import Results, as_bool
@@ -86,7 +86,7 @@ class Selection:
         devices: Device label per run id of the context (``device`` plus `` x N`` for N replicas).
         other_device_costs: One row per model and other device: model, family, device, n (ok runs)
             and the mean over those runs of every cost metric stored; empty with one device.
-        backend: The Keras backend whose runs :attr:`results` holds (:func:`ranked_backend`).
+        backend: The Keras backend whose runs :attr:`results` holds (:func:`bench.config.backends.ranked_backend`).
         backends: Every backend the context's runs computed on, in :data:`bench.config.backends.BACKENDS`
             order.
         backend_of: The backend of every run of the context (index: run_id, :func:`run_backends`).
@@ -190,12 +190,6 @@ def run_backends(runs: pd.DataFrame) -> pd.Series:
         given = [str(v).strip().lower() for v in values if not _missing(v) and str(v).strip()]
         names.append(given[0] if given else DEFAULT_BACKEND)
     return pd.Series(names, index=runs["run_id"].to_numpy(), name="backend", dtype=object)
-
-
-def ranked_backend(backends: tuple[str, ...]) -> str:
-    """The backend the leaderboard ranks: TensorFlow where the runs have it (the default, on which
-    every earlier run ran), else the first present in :data:`bench.config.backends.BACKENDS` order."""
-    return DEFAULT_BACKEND if DEFAULT_BACKEND in backends or not backends else backends[0]
 
 
 def _backends_present(backend_of: pd.Series) -> tuple[str, ...]:

@@ -2,12 +2,12 @@
 
 A sweep with ``--backend tensorflow,jax`` stores each model once per backend (same model, seed and
 profile, another run id). Two backends' runs are two measurements of one model, never two of its
-seeds: the leaderboard ranks one backend (:func:`bench.report.comparable.ranked_backend`), and this
+seeds: the leaderboard ranks one backend (:func:`bench.config.backends.ranked_backend`), and this
 section shows each backend's means over its own seeds beside the others', per model. The speed
 columns mark the fastest backend; mIoU is shown, not ranked: the same model, seed and schedule
-should reach it on every backend within the parity tolerance (the GPU check's,
-``bench.gpu_check.PARITY_TOLERANCE``, a later stage than the report, so named here, not imported),
-so a gap is a backend's numerics to look into, not a better backend. Everything here is a stored metric averaged over seeds
+should reach it on every backend within the parity tolerance
+(:data:`bench.config.modes.PARITY_TOLERANCE`, the GPU check's), and a cell further than that from
+the ranked backend's is flagged: a gap is a backend's numerics to look into, not a better backend. Everything here is a stored metric averaged over seeds
 (:func:`bench.report.summary.model_table`); nothing is re-measured.
 """
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.config.modes import PARITY_TOLERANCE
 from bench.report import tables
 from bench.report.comparable import Selection, restrict
 from bench.report.sections import anchor
@@ -65,6 +66,11 @@ class SideBySide:
         table = self.tables[backend]
         return int(table.at[model, "n_ok"]) if model in table.index else None
 
+    def outside_parity(self, model: str, backend: str, metric: str) -> bool:
+        """Whether ``backend``'s mean is further than :data:`PARITY_TOLERANCE` from the ranked backend's."""
+        mine, ranked = self.value(model, backend, metric), self.value(model, self.ranked, metric)
+        return not (math.isnan(mine) or math.isnan(ranked)) and abs(mine - ranked) > PARITY_TOLERANCE
+
     def fastest(self, model: str, metric: str, higher: bool) -> set[str]:
         """The backends with the best mean of a speed metric for ``model``; none where fewer than
         two backends measured it (nothing to compare)."""
@@ -98,8 +104,8 @@ def _cell(side: SideBySide, model: str, backend: str, metric: str, higher: bool 
     value = side.value(model, backend, metric)
     if math.isnan(value):
         return tables.DASH
-    if higher is None:  # quality: shown, never marked
-        return tables.fmt_ratio(value)
+    if higher is None:  # quality: shown, never ranked; flagged beyond the parity tolerance
+        return tables.fmt_ratio(value) + (" ⚠" if side.outside_parity(model, backend, metric) else "")
     text = tables.fmt_number(value)
     return f"**{text}**" if backend in side.fastest(model, metric, higher) else text
 
@@ -147,10 +153,11 @@ def section(side: SideBySide | None) -> list[str]:
          "p50 at batch 1 after warm-up, inference images/s at the fixed larger batch; costs of the leaderboard's device only. "
          "**Bold**: the fastest backend of the model in that column (highest images/s, lowest latency), a measured "
          "mean, not a tested ranking. mIoU is shown, not ranked: the same model, seed and schedule should reach it on "
-         "every backend within the parity tolerance (`bench.gpu_check.PARITY_TOLERANCE`), so the table shows it "
-         "to check that, and a gap is a backend's numerics to look into, not a better backend."
+         f"every backend within the parity tolerance ({PARITY_TOLERANCE}, the GPU check's), so the table shows it "
+         f"to check that: ⚠ marks a mean further than that from the {side.ranked} one, a backend's numerics to "
+         "look into (or seeds too few to say), not a better backend."
          f" {tables.DASH}: no run on that backend, or the metric not stored (a classical method runs once, on the "
-         "sweep's first backend: its work is NumPy's)."),
+         "ranked backend: its work is NumPy's)."),
         "",
         table(side),
         "",

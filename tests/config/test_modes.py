@@ -371,7 +371,8 @@ def test_gpu_check_refuses_a_machine_without_gpu(capsys) -> None:
 
 
 def test_gpu_check_parity_table_flags_a_mode_out_of_tolerance() -> None:
-    from bench.gpu_check import MATRIX, PARITY_TOLERANCE, parity
+    from bench.config.modes import PARITY_TOLERANCE
+    from bench.gpu_check import MATRIX, parity
 
     rows = [{"model": "m", "mode": str(cell), "cell": cell, "miou": 0.5 + 0.001 * i} for i, cell in enumerate(MATRIX)]
     table, errors = parity(rows)

@@ -90,7 +90,9 @@ def test_the_side_by_side_table_averages_each_backends_seeds_and_marks_the_faste
     resnet = rows["unet-resnet50"]
     assert (resnet["tensorflow: latency p50 (ms)"], resnet["jax: latency p50 (ms)"]) == ("**60.5**", "70.5")
     assert (resnet["tensorflow: train img/s"], resnet["jax: train img/s"]) == ("**16.7**", "14.3")
-    assert (resnet["tensorflow: mIoU"], resnet["jax: mIoU"]) == ("0.800", "0.745")  # shown, never marked
+    # Shown, never ranked; JAX's 0.745 is 0.055 from TensorFlow's 0.800, beyond the 0.03 parity
+    # tolerance: flagged (the MobileNetV2's 0.010 gap above is not).
+    assert (resnet["tensorflow: mIoU"], resnet["jax: mIoU"]) == ("0.800", "0.745 ⚠")
     # A classical method ran once, on TensorFlow: nothing to compare, no mark, dashes for JAX.
     otsu = rows["classical-otsu"]
     assert otsu["Seeds ok (tensorflow / jax)"] == "1 / —"
