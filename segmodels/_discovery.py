@@ -103,11 +103,32 @@ def _failed(name: str, where: str, error: BaseException, fix: str) -> PluginErro
     )
 
 
+#: Keras's backends and the extra of this package that brings each.
+_BACKEND_EXTRAS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def require_keras_backend() -> None:
+    """Imports Keras, or fails in one line when the backend it would load is not installed: the
+    base install brings no backend (``pip install segbench[tensorflow]``, ``[jax]`` or ``[torch]``)."""
+    try:
+        import keras  # noqa: F401 - loads the backend KERAS_BACKEND names (tensorflow by default)
+    except ModuleNotFoundError as error:
+        backend = os.environ.get("KERAS_BACKEND") or "tensorflow"
+        if (error.name or "").partition(".")[0] not in _BACKEND_EXTRAS:
+            raise
+        raise ImportError(
+            f"Keras needs its backend {backend!r} (KERAS_BACKEND), which is not installed: install one with "
+            f"`pip install segbench[{_BACKEND_EXTRAS.get(backend, 'tensorflow')}]` (or [jax], [torch]) or set "
+            "KERAS_BACKEND to one that is"
+        ) from error
+
+
 def discover() -> None:
     global _done
     if _done:
         return
     _done = True
+    require_keras_backend()
     _import_package_modules("segmodels.backbones")
     _import_package_modules("segmodels.architectures")
     for group in _GROUPS:

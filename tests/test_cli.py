@@ -31,7 +31,8 @@ BAD = [
     (["run", "--profile", "smoke", "--arch", "classical-cany"], "Did you mean 'classical-canny'?"),
     (["run", "--profile", "smoke", "--backend", "theano"], "theano is not a Keras backend; choose from tensorflow, jax, torch"),
     (["list", "--profile", "smoke", "--backend", "tensorflow,mxnet"], "mxnet is not a Keras backend"),
-    (["run", "--profile", "smoke", "--backend", "jax"], "the harness measures on tensorflow only so far"),
+    (["run", "--profile", "quick", "--backend", "jax", "--xla", "off"], "--xla off cannot apply on --backend jax"),
+    (["run", "--profile", "quick", "--backend", "jax", "--gpus-per-run", "2"], "cannot apply on --backend jax"),
 ]
 
 

@@ -20,8 +20,8 @@ DEFAULT_BACKEND = "tensorflow"
 #: The pip command that brings each backend (its package has the backend's name).
 INSTALL = {
     "tensorflow": "pip install -e '.[bench]'",
-    "jax": "pip install -e '.[bench,jax]'",
-    "torch": "pip install -e '.[bench,torch]'",
+    "jax": "pip install -e '.[harness,jax]'",
+    "torch": "pip install -e '.[harness,torch]'",
 }
 
 

@@ -148,7 +148,7 @@ def evidence() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def on_jax(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    pytest.importorskip("jax", reason="jax is not installed: pip install -e '.[bench,jax]'")
+    pytest.importorskip("jax", reason="jax is not installed: pip install -e '.[harness,jax]'")
     path = tmp_path_factory.mktemp("jax") / "evidence.npz"
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
