@@ -39,20 +39,12 @@ from typing import Any
 import keras
 
 
-def flops_per_image(model: Any, image_size: int) -> int:
+def flops_per_image(model: keras.Model, image_size: int) -> int:
     """Floating-point operations of one forward pass of one ``image_size`` x ``image_size`` image.
 
-    The layer count of :func:`count_flops`, on every backend (module docstring: why not the
-    profiler on TensorFlow).
-    """
-    return count_flops(model, image_size)
-
-
-def count_flops(model: keras.Model, image_size: int) -> int:
-    """FLOPs of one forward pass of one image, counted from the model's layers and shapes.
-
-    Needs no TensorFlow; counts as TF's profiler does (module docstring). The shapes are the ones
-    the functional graph recorded, so the model must have been built for ``image_size``.
+    Counted from the model's layers and the shapes its functional graph recorded, on every
+    backend, as TF's profiler counts (module docstring: what, and why not the profiler itself on
+    TensorFlow). The model must have been built for ``image_size``.
 
     Raises:
         ValueError: the model is not functional (or a built Sequential), its input is not
@@ -63,16 +55,15 @@ def count_flops(model: keras.Model, image_size: int) -> int:
 
 
 def flops_by_layer_type(model: keras.Model, image_size: int) -> Counter[str]:
-    """:func:`count_flops` split by layer class name (nested models walked, not listed)."""
-    spatial = tuple(model.input_shape[1:3])
-    if spatial != (image_size, image_size):
+    """:func:`flops_per_image` split by layer class name (nested models walked, not listed)."""
+    graph = _functional(model)
+    if graph is None:
+        raise ValueError(f"Model {model.name!r} is not a functional or built Sequential model: it has no graph to walk.")
+    if tuple(model.input_shape[1:3]) != (image_size, image_size):
         raise ValueError(
             f"Model {model.name!r} was built for inputs {model.input_shape}; the layer count reads the shapes "
             f"its graph recorded, so it needs a model built for {image_size} x {image_size} images."
         )
-    graph = _functional(model)
-    if graph is None:
-        raise ValueError(f"Model {model.name!r} is not a functional or built Sequential model: it has no graph to walk.")
     counts: Counter[str] = Counter()
     _walk(graph, counts)
     return counts
@@ -294,7 +285,7 @@ _LAYER_FLOPS: dict[type, Callable[[Any, list, list], int]] = {
 
 def profiled_flops(model: Any, image_size: int) -> int:
     """TensorFlow's profiler: the ``float_operation`` total over the traced inference graph of one
-    image. Needs the TensorFlow backend; the reference :func:`count_flops` is tested against."""
+    image. Needs the TensorFlow backend; the reference the counter is tested against."""
     import tensorflow as tf
 
     forward = tf.function(lambda x: model(x, training=False))

@@ -13,7 +13,7 @@ import keras
 import pytest
 
 import segmodels
-from bench.measure.flops import count_flops, flops_by_layer_type, profiled_flops
+from bench.measure.flops import flops_by_layer_type, flops_per_image, profiled_flops
 
 REPO = Path(__file__).resolve().parents[2]
 COSTS = REPO / "results" / "costs"
@@ -41,7 +41,7 @@ def test_known_answer_conv_bn_dense() -> None:
     #        mean * inv, beta - that: 6 * 4 = 24                                    ->   536
     # ReLU:  0 (TF registers no count);  global average: one per input element     ->   256
     # dense: 2 * 4 inputs * 2 outputs = 16, bias 2                                  ->    18
-    assert count_flops(model, 8) == 14080 + 536 + 256 + 18 == 14890
+    assert flops_per_image(model, 8) == 14080 + 536 + 256 + 18 == 14890
     assert profiled_flops(model, 8) == 14890
 
 
@@ -104,15 +104,15 @@ def test_unknown_layer_with_weights_is_an_error_weightless_counts_zero() -> None
 
     inputs = keras.Input((4, 4, 3))
     weightless = keras.Model(inputs, Identity()(keras.layers.Conv2D(2, 1)(inputs)))
-    assert count_flops(weightless, 4) == 2 * 4 * 4 * 2 * 3 + 4 * 4 * 2
+    assert flops_per_image(weightless, 4) == 2 * 4 * 4 * 2 * 3 + 4 * 4 * 2
     with pytest.raises(ValueError, match="type Scale holds weights"):
-        count_flops(keras.Model(inputs, Scale()(inputs)), 4)
+        flops_per_image(keras.Model(inputs, Scale()(inputs)), 4)
 
 
 def test_model_built_for_another_size_is_an_error() -> None:
     inputs = keras.Input((8, 8, 3))
     with pytest.raises(ValueError, match="built for 16 x 16"):
-        count_flops(keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs)), 16)
+        flops_per_image(keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs)), 16)
 
 
 # === The stored TensorFlow counts ===
@@ -132,7 +132,7 @@ def test_counter_equals_the_stored_profiler_count(name: str) -> None:
     architecture, backbone = name.split("-")
     model = segmodels.create_model(architecture, backbone, num_classes=3, input_shape=(STORED_SIZE,) * 2 + (3,))
     try:
-        assert count_flops(model, STORED_SIZE) == _stored_flops()[name]
+        assert flops_per_image(model, STORED_SIZE) == _stored_flops()[name]
     finally:
         del model
         keras.backend.clear_session()
