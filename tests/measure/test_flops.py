@@ -103,8 +103,9 @@ def test_unknown_layer_with_weights_is_an_error_weightless_counts_zero() -> None
             return x
 
     inputs = keras.Input((4, 4, 3))
-    weightless = keras.Model(inputs, Identity()(keras.layers.Conv2D(2, 1)(inputs)))
-    assert flops_per_image(weightless, 4) == 2 * 4 * 4 * 2 * 3 + 4 * 4 * 2
+    x = Identity()(keras.layers.Conv2D(2, 1)(inputs))
+    weightless = keras.Model(inputs, keras.ops.flip(x, axis=1))  # a keras.ops call: an Operation node
+    assert flops_per_image(weightless, 4) == 2 * 4 * 4 * 2 * 3 + 4 * 4 * 2  # the 1x1 conv and its bias
     with pytest.raises(ValueError, match="type Scale holds weights"):
         flops_per_image(keras.Model(inputs, Scale()(inputs)), 4)
 
