@@ -60,8 +60,12 @@ def default_backends(environ: Mapping[str, str] | None = None) -> tuple[str, ...
 
 
 def installed(backend: str) -> bool:
-    """Whether the backend's package can be imported here (found, not imported: that takes seconds)."""
-    return importlib.util.find_spec(backend) is not None
+    """Whether the backend's package can be imported here (found, not imported: that takes seconds;
+    a finder that refuses it counts as not installed)."""
+    try:
+        return importlib.util.find_spec(backend) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def check_installed(backends: tuple[str, ...]) -> None:

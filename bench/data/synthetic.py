@@ -31,7 +31,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 
 from bench.data.cache import atomic_directory, cache_root, discard_directory
-from bench.data.errors import DataError
+from bench.data.errors import DataError, SourceUnavailableError
 from bench.data.pipeline import PetSplits
 from bench.data.release import IMAGES_DIR, SPLIT_LISTS, TRIMAPS_DIR, is_release_dir, load_release
 
@@ -96,6 +96,8 @@ def load_synthetic(config: SyntheticConfig, *, image_size: int, as_arrays: bool 
     root = ensure_synthetic(config)
     try:
         splits = load_release(root, image_size=image_size, source="synthetic", synthetic=True, as_arrays=as_arrays)
+    except SourceUnavailableError:
+        raise  # the path cannot be had here (no TensorFlow for tf.data): nothing is damaged
     except DataError as error:
         logger.warning("The synthetic set in the cache is damaged (%s); generating it again", _problem_only(error))
         discard_directory(root)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import segmodels
-from bench.config.backends import DEFAULT_BACKEND, ranked_backend
+from bench.config.backends import DEFAULT_BACKEND, installed, ranked_backend
 from bench.config.profiles import Profile
 from bench.config.run_config import CLASSICAL, RunConfig, matches_model
 from bench.store.results import ResultsStore
@@ -47,10 +47,12 @@ class DataChoice:
 
 def resolve_data(requested: str, image_size: int) -> DataChoice:
     """Turns ``auto`` (or any source) into the concrete source the workers will load."""
-    # Lazy: bench.data loads TensorFlow (tf.data), which `report` and `--help` never need.
+    # Lazy: bench.data loads the images, which `report` and `--help` never need.
     from bench.data import load_pets
 
-    splits = load_pets(requested, image_size=image_size, seed=0)
+    # The provenance (and the fingerprint every worker checks) is the same on both paths; without
+    # TensorFlow the sweep reads the arrays its workers on JAX or PyTorch will read.
+    splits = load_pets(requested, image_size=image_size, seed=0, as_arrays=not installed("tensorflow"))
     provenance = splits.provenance.as_dict()
     source = str(provenance.get("source", requested))
     if source in ("tfds", "synthetic"):

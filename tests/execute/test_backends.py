@@ -17,8 +17,7 @@ import pandas as pd
 import pytest
 
 from bench.config.modes import PARITY_TOLERANCE
-from tests.execute.test_sweep import UNET_SMOKE_METRIC_ORDER
-from tests.support.commands import bench_cli
+from tests.support.commands import bench_cli, plugin_env
 from tests.support.records import stored_records, undeclared_keys
 
 pytest.importorskip("jax", reason="jax is not installed here: pip install -e '.[harness,jax]' (nox -s tests installs it)")
@@ -41,10 +40,14 @@ def _metric(record: dict, name: str) -> float:
     return next(m["value"] for m in record["metrics"] if m["metric"] == name)
 
 
-def test_a_smoke_sweep_on_tensorflow_and_jax_stores_each_network_once_per_backend(tmp_path: Path) -> None:
+def test_a_sweep_on_tensorflow_and_jax_stores_each_network_once_per_backend_at_parity(tmp_path: Path) -> None:
+    """One sweep through the real CLI on both backends: a short real-photo schedule where the
+    sample is (parity needs photos a network can learn), else the same schedule on synthetic data."""
+    real = (SAMPLE / "annotations" / "trainval.txt").is_file()
     out = tmp_path / "two"
-    done = bench_cli(tmp_path, "run", "--profile", "smoke", "--arch", "unet-mobilenetv2,classical-otsu",
-                     "--backend", "tensorflow,jax", "--out", str(out), timeout=600)
+    data = f"dir:{SAMPLE}" if real else "synthetic"
+    done = bench_cli(tmp_path, "run", *SHORT_SCHEDULE, "--arch", "unet-mobilenetv2,classical-otsu", "--data", data,
+                     "--backend", "tensorflow,jax", "--out", str(out), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     records = _by_backend(out)
     # The network once per backend; the classical method once, on the ranked backend (TensorFlow).
@@ -56,32 +59,23 @@ def test_a_smoke_sweep_on_tensorflow_and_jax_stores_each_network_once_per_backen
     assert tf_run["run_id"] != jax_run["run_id"]
     assert (tf_run["env"]["keras_backend"], jax_run["env"]["keras_backend"]) == ("tensorflow", "jax")
     assert jax_run["env"]["jax_version"]
+    assert jax_run["xla"] == "on" and tf_run["xla"] == "off"  # JAX compiles every step with XLA
     # Every phase measured on JAX what it measures on TensorFlow, in the same order.
-    assert [m["metric"] for m in jax_run["metrics"]] == [m["metric"] for m in tf_run["metrics"]] == UNET_SMOKE_METRIC_ORDER
+    assert [m["metric"] for m in jax_run["metrics"]] == [m["metric"] for m in tf_run["metrics"]]
     assert _metric(jax_run, "params_total") == _metric(tf_run, "params_total") == 6504227
-    assert _metric(jax_run, "flops_per_image") == pytest.approx(_metric(tf_run, "flops_per_image"), rel=0.01)
+    assert _metric(jax_run, "flops_per_image") == _metric(tf_run, "flops_per_image")
     # The TensorFlow run is the very run a TensorFlow-only sweep plans: its id did not change.
-    alone = bench_cli(tmp_path, "list", "--profile", "smoke", "--arch", "unet-mobilenetv2", "--out", str(out), timeout=120)
+    alone = bench_cli(tmp_path, "list", *SHORT_SCHEDULE, "--arch", "unet-mobilenetv2", "--data", data,
+                      "--out", str(out), timeout=120)
     assert alone.returncode == 0 and tf_run["run_id"] in alone.stdout and "| done" in alone.stdout, alone.stdout
     page = (out / "leaderboard.md").read_text()
     assert "## Keras backends" in page and "Ranked on the tensorflow backend" in page
-
-
-def test_each_backend_reaches_tensorflows_miou_on_a_short_real_photo_schedule(tmp_path: Path) -> None:
-    if not (SAMPLE / "annotations" / "trainval.txt").is_file():
-        pytest.skip(f"the Oxford-IIIT Pet sample is not at {SAMPLE} (set SEGBENCH_PETS_DIR): parity needs real photos")
-    out = tmp_path / "parity"
-    done = bench_cli(tmp_path, "run", *SHORT_SCHEDULE, "--arch", "unet-mobilenetv2", "--data", f"dir:{SAMPLE}",
-                     "--backend", "tensorflow,jax", "--out", str(out), "--no-report", timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    records = _by_backend(out)
-    tf_run, jax_run = records["unet-mobilenetv2", "tensorflow"], records["unet-mobilenetv2", "jax"]
-    assert tf_run["status"] == jax_run["status"] == "ok"
-    # Trained, not guessing: both are past the all-background model's mIoU on these photos.
+    if not real:
+        pytest.skip(f"parity not checked: the Oxford-IIIT Pet sample is not at {SAMPLE} (set SEGBENCH_PETS_DIR)")
+    # Parity: trained, not guessing (both past an all-background model), and within the tolerance.
     tf_miou, jax_miou = _metric(tf_run, "miou"), _metric(jax_run, "miou")
     assert min(tf_miou, jax_miou) > 0.3, (tf_miou, jax_miou)
     assert abs(jax_miou - tf_miou) <= PARITY_TOLERANCE, (tf_miou, jax_miou)
-    assert jax_run["xla"] == "on" and tf_run["xla"] == "off"  # JAX compiles every step with XLA
 
 
 #: Importing TensorFlow (or TFDS) fails in every process that has this on its path, as in a venv
@@ -106,18 +100,17 @@ def test_the_harness_runs_lists_and_reports_without_tensorflow(tmp_path: Path) -
     blocker = tmp_path / "no_tensorflow"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(textwrap.dedent(_NO_TENSORFLOW))
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH", "")])),
-           "KERAS_BACKEND": "jax"}
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), plugin_env(tmp_path)["PYTHONPATH"]]), "KERAS_BACKEND": "jax"}
     out = tmp_path / "jax"
-    args = ("--profile", "smoke", "--arch", "unet-mobilenetv2,deeplabv3-mobilenetv2,classical-otsu", "--out", str(out))
+    args = ("--profile", "smoke", "--arch", "unet-mobilenetv2,classical-otsu", "--out", str(out))
     done = bench_cli(tmp_path, "run", *args, timeout=600, **env)
     assert done.returncode == 0, done.stderr[-3000:]
     records = stored_records(out)
     assert sorted((r["model"], r["config"]["backend"], r["status"]) for r in records) == [
-        ("classical-otsu", "jax", "ok"), ("deeplabv3-mobilenetv2", "jax", "ok"), ("unet-mobilenetv2", "jax", "ok")]
-    assert all(r["env"]["tf_version"] in ("", None) for r in records)
+        ("classical-otsu", "jax", "ok"), ("unet-mobilenetv2", "jax", "ok")]
+    assert {r["env"]["keras_backend"] for r in records} == {"jax"}
     listing = bench_cli(tmp_path, "list", *args, timeout=120, **env)
-    assert listing.returncode == 0 and listing.stdout.count("| done") == 3, listing.stdout + listing.stderr
+    assert listing.returncode == 0 and listing.stdout.count("| done") == 2, listing.stdout + listing.stderr
     report = bench_cli(tmp_path, "report", "--out", str(out), timeout=300, **env)
     assert report.returncode == 0, report.stderr[-3000:]
     page = (out / "leaderboard.md").read_text()
