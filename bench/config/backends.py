@@ -34,7 +34,7 @@ def ranked_backend(backends: Iterable[str]) -> str:
     present = set(backends)
     if not present:
         return DEFAULT_BACKEND
-    return next(name for name in BACKENDS if name in present)
+    return next((name for name in BACKENDS if name in present), sorted(present)[0])
 
 
 class BackendError(ValueError):

@@ -110,7 +110,8 @@ def device_peak_mb(backend: str) -> float | None:
         import jax  # lazy: the backend's own
 
         stats = jax.devices("gpu")[0].memory_stats() or {}
-        return stats.get("peak_bytes_in_use", 0) / 2**20
+        peak = stats.get("peak_bytes_in_use")
+        return None if peak is None else peak / 2**20  # unknown, not 0
     import torch  # lazy: the backend's own
 
     return torch.cuda.max_memory_allocated(0) / 2**20

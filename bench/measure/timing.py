@@ -53,10 +53,10 @@ class StatelessForward:
     """A Keras model on JAX as one jitted pure function of its variables and the images.
 
     The variables are arguments, not constants of the compiled program: a model traced with its
-    weights closed over would have them copied into the program (1.8 GB for an FCN on ResNet), and
-    would go on computing with the weights it was traced with. With ``training`` and a model whose
-    dropout layers draw seeds (a Monte-Carlo sampler), each call threads the seed generators'
-    state on, so every call draws new masks and the same calls give the same samples.
+    weights closed over would have them copied into the program (1.8 GB for an FCN on ResNet).
+    Their values are read when the forward is made, so make it after training (as a run does).
+    For a model whose dropout layers draw seeds (a Monte-Carlo sampler), each call threads the seed
+    generators' state on, so every call draws new masks and the same calls give the same samples.
     """
 
     def __init__(self, model: Any, *, softmax: bool = False) -> None:
@@ -90,11 +90,12 @@ def trace_seconds(forward: Any, image_size: int | None = None) -> float:
     TensorFlow traces once for every batch size; JAX traces (and lowers) at batch 1, the first
     call's size (``image_size``, default the model's input size); an eager PyTorch forward has
     nothing to trace (0 s)."""
+    batch = example_batch(1, image_size or forward.input_shape[1]) if isinstance(forward, StatelessForward) else None
     t = time.perf_counter()
     if hasattr(forward, "get_concrete_function"):
         forward.get_concrete_function()
-    elif isinstance(forward, StatelessForward):
-        forward.trace(example_batch(1, image_size or forward.input_shape[1]))
+    elif batch is not None:
+        forward.trace(batch)  # tracing and lowering; XLA's compilation is the first call's
     return time.perf_counter() - t
 
 

@@ -450,3 +450,30 @@ def test_the_gpu_check_is_a_documented_nox_session() -> None:
     readme = (REPO / "README.md").read_text()
     assert "nox -s gpu" in readme and "## Speed" in readme
     assert "def gpu(session" in (REPO / "noxfile.py").read_text()
+
+
+def test_each_backend_resolves_and_refuses_the_modes_it_cannot_honour() -> None:
+    from bench.config.modes import backend_refusal, resolve_xla
+
+    quick, smoke = QUICK, SMOKE
+    # JAX compiles every step with XLA, an eager profile included; it cannot run uncompiled.
+    assert resolve_xla("auto", deterministic=True, accelerator=False, eager=False, backend="jax")[0] is True
+    assert resolve_xla("auto", deterministic=True, accelerator=False, eager=True, backend="jax")[0] is True
+    assert "--xla off cannot apply on --backend jax" in backend_refusal(quick.override(xla="off"), "jax")
+    assert backend_refusal(quick, "jax") is None and backend_refusal(smoke, "jax") is None
+    # PyTorch: eager unless XLA (torch.compile through Keras) is asked for.
+    assert resolve_xla("auto", deterministic=False, accelerator=True, eager=False, backend="torch")[0] is False
+    assert resolve_xla("on", deterministic=False, accelerator=True, eager=False, backend="torch")[0] is True
+    # TensorFlow is as it was: auto is off on a CPU.
+    assert resolve_xla("auto", deterministic=False, accelerator=False, eager=False)[0] is False
+    # Several devices per run are TensorFlow's MirroredStrategy only.
+    assert backend_refusal(quick, "tensorflow", replicas=2) is None
+    assert "cannot apply on --backend torch" in backend_refusal(quick, "torch", replicas=2)
+
+
+def test_the_gpu_check_expects_each_backends_own_modes() -> None:
+    from bench.gpu_check import MATRICES, ran_as
+
+    assert [ran_as(cell, "jax")[1] for cell in MATRICES["jax"]] == ["on"] * len(MATRICES["jax"])
+    assert ran_as(("float32", "off", True), "tensorflow") == ("float32", "off", True)
+    assert {cell[0] for cell in MATRICES["jax"]} == {"float32", "mixed_float16", "mixed_bfloat16"}

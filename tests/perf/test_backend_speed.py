@@ -71,7 +71,12 @@ def _measure(backend: str) -> dict[str, dict[str, float]]:
 
 def test_every_architecture_on_every_installed_backend() -> None:
     backends = [b for b in BACKENDS if installed(b)]
-    rounds = [{b: _measure(b) for b in backends} for _ in range(ROUNDS)]
+    rounds: list[dict[str, dict[str, dict[str, float]]]] = []
+    for _ in range(ROUNDS):
+        rounds.append({})
+        for b in backends:
+            rounds[-1][b] = _measure(b)
+            print(f"\nround {len(rounds)}, {b}: {json.dumps(rounds[-1][b])}", flush=True)  # kept if the run is cut short
     models = sorted(rounds[0][backends[0]])
     rows = []
     for model in models:
