@@ -25,7 +25,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -90,18 +90,19 @@ class TensorFlowDecoder:
         return _tensorflow().__version__
 
     def decode_image(self, data: bytes) -> np.ndarray:
-        tf = _tensorflow()
-        try:
-            return tf_decode_image(data).numpy()
-        except tf.errors.OpError as error:
-            raise DecodeError(_tf_reason(error)) from error
+        return _tf_decoded(tf_decode_image, data)
 
     def decode_trimap(self, data: bytes) -> np.ndarray:
-        tf = _tensorflow()
-        try:
-            return tf_decode_trimap(data).numpy()
-        except tf.errors.OpError as error:
-            raise DecodeError(_tf_reason(error)) from error
+        return _tf_decoded(tf_decode_trimap, data)
+
+
+def _tf_decoded(decode: Any, data: bytes) -> np.ndarray:
+    """``decode(data)`` as an array, TensorFlow's decoding error as a :class:`DecodeError`."""
+    tf = _tensorflow()
+    try:
+        return decode(data).numpy()
+    except tf.errors.OpError as error:
+        raise DecodeError(_tf_reason(error)) from error
 
 
 PILLOW = PillowDecoder()
